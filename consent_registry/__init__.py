@@ -1,0 +1,147 @@
+"""The consent registry: publication consents for school media, enforced before anything is posted."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask
+from flask_login import LoginManager
+from werkzeug.wrappers import Response
+
+from . import errors, i18n
+from .auth.access import allow_public, csrf, enforce_access, undeclared_endpoints
+from .config import (
+    BaseConfig,
+    check_production_key,
+    choose_config,
+    load_or_create_secret_key,
+    settings_from_environment,
+)
+from .db import db, migrate
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+login_manager = LoginManager()
+
+
+@login_manager.user_loader
+def _load_user(session_id: str) -> Any:
+    """The user of a session, if its auth version is still current."""
+    from .auth.models import User
+
+    user_id, _, version = session_id.partition(".")
+    if not (user_id.isdigit() and version.isdigit()):
+        return None
+    user = db.session.get(User, int(user_id))
+    if user is None or not user.active or user.auth_version != int(version):
+        return None
+    return user
+
+
+def _configure(
+    app: Flask, config: type[BaseConfig] | dict[str, Any] | None, environ: os._Environ[str] | dict
+) -> None:
+    """Class defaults, then CONSENT_REGISTRY_* variables, then what the caller passed."""
+    base = config if isinstance(config, type) else choose_config(environ)
+    app.config.from_object(base)
+    app.config.update(settings_from_environment(base, environ))
+    if isinstance(config, dict):
+        app.config.update(config)
+    cfg = app.config
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    if not cfg.get("SECRET_KEY"):
+        cfg["SECRET_KEY"] = load_or_create_secret_key(Path(app.instance_path))
+    check_production_key(cfg["ENV"], cfg["SECRET_KEY"])
+    database_url = cfg.get("DATABASE_URL") or (
+        f"sqlite:///{Path(app.instance_path) / 'consent_registry.sqlite3'}"
+    )
+    if database_url.startswith("postgresql://"):
+        database_url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
+    cfg["SQLALCHEMY_DATABASE_URI"] = database_url
+    Path(cfg["UPLOAD_DIR"]).mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """Foreign keys on, WAL for concurrent readers, and patience when another writer holds the lock."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def _security_headers(response: Response) -> Response:
+    """Headers every page carries: no framing, no sniffing, nothing loaded from elsewhere."""
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
+        "object-src 'none'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
+    )
+    return response
+
+
+def _register_blueprints(app: Flask) -> None:
+    """Every part of the site."""
+    from . import main
+    from .api import bp as api_bp
+    from .auth.admin_views import bp as users_bp
+    from .auth.views import bp as auth_bp
+    from .people.import_views import bp as import_bp
+    from .people.views import bp as people_bp
+
+    for blueprint in (main.bp, auth_bp, users_bp, people_bp, import_bp, api_bp):
+        app.register_blueprint(blueprint)
+
+
+def _declare_static_public(app: Flask) -> None:
+    """Stylesheets and scripts are public; the static view is wrapped to say so."""
+    serve = app.view_functions["static"]
+
+    @allow_public
+    def static(filename: str) -> Response:
+        """A file from the static folder."""
+        return serve(filename=filename)
+
+    app.view_functions["static"] = static
+
+
+def create_app(
+    config: type[BaseConfig] | dict[str, Any] | None = None,
+    *,
+    environ: os._Environ[str] | dict[str, str] | None = None,
+) -> Flask:
+    """Build the application: configuration, database, services, pages, API and commands."""
+    environ = os.environ if environ is None else environ
+    instance_path = environ.get("CONSENT_REGISTRY_INSTANCE_PATH")
+    app = Flask(__name__, instance_path=instance_path and str(Path(instance_path).resolve()))
+    _configure(app, config, environ)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            sa.event.listen(db.engine, "connect", _sqlite_pragmas)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.session_protection = "strong"
+    csrf.init_app(app)
+    i18n.init_app(app)
+    _register_blueprints(app)
+    errors.init_app(app)
+    csrf.exempt("consent_registry.api")
+    app.before_request(enforce_access)
+    app.after_request(_security_headers)
+    _declare_static_public(app)
+
+    from .cli import register_commands
+
+    register_commands(app)
+    if missing := undeclared_endpoints(app):
+        raise RuntimeError(f"routes without declared access: {', '.join(missing)}")
+    return app

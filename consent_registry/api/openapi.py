@@ -1,0 +1,144 @@
+"""The OpenAPI 3.1 document of API v1, built from the same pydantic models that validate requests."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from ..people.schemas import PersonCreate, PersonOut, PersonPage, PersonPatch
+
+
+class ErrorDetail(BaseModel):
+    """The inside of an error body."""
+
+    code: str
+    message: str
+    fields: dict[str, str] | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error the API answers."""
+
+    error: ErrorDetail
+
+
+_MODELS: list[type[BaseModel]] = [PersonCreate, PersonPatch, PersonOut, PersonPage, ErrorBody]
+_ERROR_TEXT = {
+    400: "Malformed request (bad JSON, bad query parameter)",
+    401: "Missing or invalid bearer token",
+    403: "The token's role may not do this",
+    404: "No such resource",
+    409: "Conflicts with existing data (e.g. duplicate external id)",
+    413: "Request too large",
+    415: "Body is not application/json",
+    422: "Fields are invalid; `fields` names each one",
+}
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    """A reference to a component schema."""
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON content block."""
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    """Documented error responses, all with the ErrorBody shape."""
+    return {
+        str(s): {"description": _ERROR_TEXT[s], **_json(_ref(ErrorBody))} for s in statuses
+    }
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    """A query parameter."""
+    return {"name": name, "in": "query", "required": False, "schema": schema,
+            "description": description}
+
+
+_PERSON_ID = {"name": "person_id", "in": "path", "required": True,
+              "schema": {"type": "integer", "minimum": 1}}
+
+
+def _paths() -> dict[str, Any]:
+    """Every documented path and operation."""
+    return {
+        "/api/v1/people": {
+            "get": {
+                "operationId": "listPeople",
+                "summary": "Search and page through the people register",
+                "parameters": [
+                    _query("q", {"type": "string", "maxLength": 200},
+                           "Words matched against names, external id and e-mail"),
+                    _query("group", {"type": "string"}, "Only this class or group"),
+                    _query("status", {"type": "string", "enum": ["active", "left"]}, "Only this status"),
+                    _query("page", {"type": "integer", "minimum": 1}, "Page number, from 1"),
+                    _query("per_page", {"type": "integer", "minimum": 1, "maximum": 200},
+                           "Items per page"),
+                ],
+                "responses": {"200": {"description": "A page of people", **_json(_ref(PersonPage))},
+                              **_errors(400, 401, 403)},
+            },
+            "post": {
+                "operationId": "createPerson",
+                "summary": "Add a pupil or staff member, with guardians for a pupil",
+                "requestBody": {"required": True, **_json(_ref(PersonCreate))},
+                "responses": {"201": {"description": "Created", **_json(_ref(PersonOut))},
+                              **_errors(400, 401, 403, 409, 413, 415, 422)},
+            },
+        },
+        "/api/v1/people/{person_id}": {
+            "parameters": [_PERSON_ID],
+            "get": {
+                "operationId": "getPerson",
+                "summary": "One person with their guardians",
+                "responses": {"200": {"description": "The person", **_json(_ref(PersonOut))},
+                              **_errors(401, 403, 404)},
+            },
+            "patch": {
+                "operationId": "updatePerson",
+                "summary": "Change some fields; `guardians`, when given, replaces the list",
+                "requestBody": {"required": True, **_json(_ref(PersonPatch))},
+                "responses": {"200": {"description": "The changed person", **_json(_ref(PersonOut))},
+                              **_errors(400, 401, 403, 404, 409, 413, 415, 422)},
+            },
+        },
+        "/api/v1/openapi.json": {
+            "get": {
+                "operationId": "getOpenApi",
+                "summary": "This document",
+                "security": [],
+                "responses": {"200": {"description": "The OpenAPI document",
+                                      **_json({"type": "object"})}},
+            }
+        },
+    }
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    """The whole OpenAPI document; built once, it depends only on code."""
+    _, schemas = models_json_schema(
+        [(m, "validation") for m in _MODELS],
+        ref_template="#/components/schemas/{model}",
+    )
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Consent registry API",
+            "version": "1",
+            "description": "Publication consents for school media. Errors are always "
+            '{"error": {"code", "message", "fields"}}.',
+        },
+        "paths": _paths(),
+        "components": {
+            "schemas": schemas.get("$defs", {}),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+    }

@@ -1,0 +1,142 @@
+"""Configuration classes; every setting can be overridden by CONSENT_REGISTRY_<SETTING>."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "CONSENT_REGISTRY_"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Keys that appear in docs, examples or tutorials; production refuses them.
+KNOWN_DEFAULT_KEYS = frozenset(
+    {"", "dev", "development", "secret", "changeme", "change-me", "test", "testing", "insecure"}
+)
+
+
+class BaseConfig:
+    """Settings shared by every mode; values are the embedded defaults."""
+
+    ENV = "development"
+    SECRET_KEY: str | None = None
+    DATABASE_URL: str | None = None  # None: a SQLite file under the instance folder
+    UPLOAD_DIR: str = str(PROJECT_ROOT / "uploads")
+    PUBLIC_URL = "http://127.0.0.1:5000"
+    SCHOOL_NAME = "School"
+    DEFAULT_LOCALE = "nl"
+    LOCALES = ("nl", "en")
+    MAX_CONTENT_LENGTH = 40 * 1024 * 1024
+    LOGIN_MAX_FAILURES_PER_ACCOUNT = 5
+    LOGIN_MAX_FAILURES_PER_ADDRESS = 20
+    LOGIN_FAILURE_WINDOW_MINUTES = 15
+    LOGIN_LOCKOUT_MINUTES = 15
+    PAGE_SIZE = 50
+    MAX_PAGE_SIZE = 200
+    SESSION_COOKIE_SECURE = False
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_NAME = "consent_registry_session"
+    REMEMBER_COOKIE_SECURE = False
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    PERMANENT_SESSION_LIFETIME = 8 * 3600
+    WTF_CSRF_TIME_LIMIT = 8 * 3600
+    # Access control runs before the CSRF check, so a refused request is never told about CSRF.
+    WTF_CSRF_CHECK_DEFAULT = False
+    SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = {"pool_pre_ping": True}
+    TESTING = False
+
+
+class DevelopmentConfig(BaseConfig):
+    """`make run`: everything embedded, cookies over plain http on 127.0.0.1."""
+
+
+class TestConfig(BaseConfig):
+    """The test suite: fast password hashing, a fixed key, no cookies over https."""
+
+    ENV = "test"
+    TESTING = True
+    SECRET_KEY = "test-only-key-" + "x" * 32
+    PASSWORD_HASH_FAST = True
+
+
+class ProductionConfig(BaseConfig):
+    """A school's server: https cookies, and a key that nobody else knows."""
+
+    ENV = "production"
+    SESSION_COOKIE_SECURE = True
+    REMEMBER_COOKIE_SECURE = True
+    PUBLIC_URL = "https://consent.example.invalid"
+
+
+CONFIGS: dict[str, type[BaseConfig]] = {
+    "development": DevelopmentConfig,
+    "test": TestConfig,
+    "production": ProductionConfig,
+}
+
+
+def _coerce(raw: str, current: Any) -> Any:
+    """Turn an environment string into the type of the setting's default."""
+    if isinstance(current, bool):
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(current, int):
+        return int(raw)
+    if isinstance(current, (dict, list, tuple)):
+        value = json.loads(raw)
+        return tuple(value) if isinstance(current, tuple) else value
+    return raw
+
+
+def settings_from_environment(
+    base: type[BaseConfig], environ: dict[str, str] | os._Environ[str]
+) -> dict[str, Any]:
+    """Read every CONSENT_REGISTRY_<SETTING> variable into a settings dict."""
+    settings: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key.removeprefix(ENV_PREFIX)
+        if name in {"ENV", "TEST_DATABASE_URL"}:
+            continue
+        settings[name] = _coerce(raw, getattr(base, name, None))
+    return settings
+
+
+def choose_config(environ: dict[str, str] | os._Environ[str]) -> type[BaseConfig]:
+    """Pick the config class named by CONSENT_REGISTRY_ENV (development by default)."""
+    name = environ.get(ENV_PREFIX + "ENV", "development")
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        raise RuntimeError(
+            f"{ENV_PREFIX}ENV must be one of {', '.join(CONFIGS)}, not {name!r}"
+        ) from None
+
+
+def load_or_create_secret_key(instance_path: Path) -> str:
+    """Return the key kept in the instance folder, generating it on the first run."""
+    key_file = instance_path / "secret_key"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    instance_path.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    # Created with O_EXCL and 0600 so two first runs never disagree and nobody else reads it.
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key
+
+
+def check_production_key(env: str, key: str | None) -> None:
+    """Refuse to run production on a missing or publicly known secret key."""
+    if env != "production":
+        return
+    if key is None or key.strip().lower() in KNOWN_DEFAULT_KEYS or len(key) < 32:
+        raise RuntimeError(
+            "Refusing to start in production with a missing, short or known default secret key: "
+            f"set {ENV_PREFIX}SECRET_KEY to a long random value."
+        )

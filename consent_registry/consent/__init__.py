@@ -1,0 +1,1 @@
+"""Consent records, effective-consent rules and consent requests (built in the consent issue)."""

@@ -1,0 +1,1 @@
+"""Uploaded media, the people found in it, and tagging (built in the media issue)."""

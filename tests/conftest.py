@@ -1,0 +1,172 @@
+"""Shared fixtures: an app per database backend, users of every role, logged-in clients."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_migrate import upgrade
+
+from consent_registry import create_app
+from consent_registry.audit import SYSTEM
+from consent_registry.auth.models import ROLES, User
+from consent_registry.auth.service import create_user
+from consent_registry.auth.tokens import issue_token
+from consent_registry.db import db
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "public"
+PG_URL = os.environ.get("CONSENT_REGISTRY_TEST_DATABASE_URL", "")
+BACKENDS = ["sqlite", *(["postgresql"] if PG_URL else [])]
+PASSWORD = "correct horse battery staple"
+
+
+def make_app(database_url: str, tmp_path: Path, **overrides: object) -> Flask:
+    """An app in test mode on the given database; the developer's environment is ignored."""
+    environ = {"CONSENT_REGISTRY_ENV": "test",
+               "CONSENT_REGISTRY_INSTANCE_PATH": str(tmp_path / "instance")}
+    settings = {"DATABASE_URL": database_url, "UPLOAD_DIR": str(tmp_path / "uploads"), **overrides}
+    return create_app(settings, environ=environ)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database migrated once; each test gets a copy."""
+    folder = tmp_path_factory.mktemp("template")
+    path = folder / "template.sqlite3"
+    app = make_app(f"sqlite:///{path}", folder)
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The PostgreSQL test database, emptied and migrated once per session."""
+    name = sa.engine.make_url(PG_URL).database or ""
+    if not re.search(r"test|ci", name):
+        raise RuntimeError(f"refusing to empty {name!r}: the test database's name must say test or ci")
+    app = make_app(PG_URL, tmp_path_factory.mktemp("pg"))
+    with app.app_context():
+        with db.engine.begin() as conn:
+            conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+            conn.execute(sa.text("CREATE SCHEMA public"))
+        upgrade()
+        db.engine.dispose()
+    return PG_URL
+
+
+def _empty_postgres() -> None:
+    """Remove every row (TRUNCATE skips the audit table's row triggers), then re-seed the chain head."""
+    tables = [t.name for t in db.metadata.sorted_tables]
+    with db.engine.begin() as conn:
+        conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        conn.execute(sa.text(
+            "INSERT INTO audit_chain_head (id, last_hash, length) VALUES (1, :h, 0)"
+        ).bindparams(h="0" * 64))
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The database backend this test runs on."""
+    return request.param
+
+
+@pytest.fixture
+def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, migrated, empty database for one test."""
+    if backend == "sqlite":
+        path = tmp_path / "db.sqlite3"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def app(database_url: str, backend: str, tmp_path: Path) -> Iterator[Flask]:
+    """The application with an app context pushed for the test's own queries."""
+    application = make_app(database_url, tmp_path)
+    with application.app_context():
+        if backend == "postgresql":
+            _empty_postgres()
+        yield application
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A browser without a session."""
+    return app.test_client()
+
+
+@dataclass
+class StaffUser:
+    """A test account and its password."""
+
+    id: int
+    email: str
+    role: str
+    password: str = PASSWORD
+
+
+@pytest.fixture
+def users(app: Flask) -> dict[str, StaffUser]:
+    """One active account per role, with a chosen password."""
+    made = {}
+    for role in ROLES:
+        user, _ = create_user(email=f"{role}@school.test", role=role, name=role.title(),
+                              password=PASSWORD, actor=SYSTEM)
+        db.session.flush()
+        made[role] = StaffUser(user.id, user.email, role)
+    db.session.commit()
+    return made
+
+
+def log_in(client: FlaskClient, email: str, password: str = PASSWORD) -> None:
+    """Log a test client in through the real login form."""
+    client.get("/login")
+    response = client.post("/login", data={"email": email, "password": password,
+                                           "csrf_token": csrf_token(client)})
+    assert response.status_code == 302, response.get_data(as_text=True)
+
+
+def csrf_token(client: FlaskClient, path: str = "/login") -> str:
+    """The CSRF token of the client's session, read from a rendered form."""
+    html = client.get(path).get_data(as_text=True)
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+@pytest.fixture
+def logged_in(app: Flask, users: dict[str, StaffUser]):
+    """A factory: a client logged in with the given role."""
+    def make(role: str) -> FlaskClient:
+        c = app.test_client()
+        log_in(c, users[role].email)
+        return c
+    return make
+
+
+@pytest.fixture
+def tokens(app: Flask, users: dict[str, StaffUser]) -> dict[str, str]:
+    """An API token per role."""
+    made = {}
+    for role, staff in users.items():
+        made[role] = issue_token(db.session.get(User, staff.id), label="test", actor=SYSTEM)
+    db.session.commit()
+    return made
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The Authorization header for a token."""
+    return {"Authorization": f"Bearer {token}"}
