@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextvars
 import os
 import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from flask import Flask
+from flask import Flask, has_app_context
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
 
@@ -28,12 +30,38 @@ BACKENDS = ["sqlite", *(["postgresql"] if PG_URL else [])]
 PASSWORD = "correct horse battery staple"
 
 
+class IsolatedClient(FlaskClient):
+    """A test client whose requests run in their own app context, as in production.
+
+    The test keeps an app context pushed for its own queries; Flask would reuse it for requests,
+    sharing `g` (the logged-in user) and the database session between them. Each request here
+    runs in an empty context instead; the test's session commits before and after, so both
+    sides see each other's committed changes.
+    """
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        """Send one request in a fresh context."""
+        _settle_test_session()
+        try:
+            return contextvars.Context().run(super().open, *args, **kwargs)
+        finally:
+            _settle_test_session()
+
+
+def _settle_test_session() -> None:
+    """Commit the test's own session, if a test holds an app context, and forget loaded rows."""
+    if has_app_context():
+        db.session.commit()
+
+
 def make_app(database_url: str, tmp_path: Path, **overrides: object) -> Flask:
     """An app in test mode on the given database; the developer's environment is ignored."""
     environ = {"CONSENT_REGISTRY_ENV": "test",
                "CONSENT_REGISTRY_INSTANCE_PATH": str(tmp_path / "instance")}
     settings = {"DATABASE_URL": database_url, "UPLOAD_DIR": str(tmp_path / "uploads"), **overrides}
-    return create_app(settings, environ=environ)
+    application = create_app(settings, environ=environ)
+    application.test_client_class = IsolatedClient
+    return application
 
 
 @pytest.fixture(scope="session")
@@ -143,7 +171,7 @@ def csrf_token(client: FlaskClient, path: str = "/login") -> str:
     """The CSRF token of the client's session, read from a rendered form."""
     html = client.get(path).get_data(as_text=True)
     match = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert match, f"no CSRF token on {path}"
+    assert match, f"no CSRF token on {path}: {html[:2000]}"
     return match.group(1)
 
 

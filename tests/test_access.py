@@ -1,0 +1,199 @@
+"""Every route declares its roles; walk every route with every role and anonymously."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from consent_registry.audit import SYSTEM
+from consent_registry.auth.models import ApiToken, User
+from consent_registry.db import db
+from consent_registry.people.importing import ImportBatch
+from consent_registry.people.schemas import PersonCreate
+from consent_registry.people.service import create_person
+
+from conftest import StaffUser, bearer, log_in
+
+ALL = frozenset({"admin", "communications", "staff", "dpo"})
+WRITERS = frozenset({"admin", "staff"})
+ADMIN = frozenset({"admin"})
+PUBLIC = "public"
+
+# The specification: (endpoint, method) -> who may use it. A new route must be added here.
+EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
+    ("static", "GET"): PUBLIC,
+    ("main.healthz", "GET"): PUBLIC,
+    ("main.index", "GET"): ALL,
+    ("i18n.set_language", "POST"): PUBLIC,
+    ("auth.login", "GET"): PUBLIC,
+    ("auth.login_submit", "POST"): PUBLIC,
+    ("auth.logout", "POST"): ALL,
+    ("auth.account", "GET"): ALL,
+    ("auth.change_password", "GET"): ALL,
+    ("auth.change_password_submit", "POST"): ALL,
+    ("auth.create_token", "POST"): ALL,
+    ("auth.revoke_own_token", "POST"): ALL,
+    ("users.list_users", "GET"): ADMIN,
+    ("users.create", "POST"): ADMIN,
+    ("users.change_role", "POST"): ADMIN,
+    ("users.change_active", "POST"): ADMIN,
+    ("users.reset", "POST"): ADMIN,
+    ("people.list_people", "GET"): ALL,
+    ("people.detail", "GET"): ALL,
+    ("people.new", "GET"): WRITERS,
+    ("people.create", "POST"): WRITERS,
+    ("people.edit", "GET"): WRITERS,
+    ("people.update", "POST"): WRITERS,
+    ("people.add_guardian", "POST"): WRITERS,
+    ("people.remove_guardian", "POST"): WRITERS,
+    ("people_import.upload_form", "GET"): ADMIN,
+    ("people_import.upload", "POST"): ADMIN,
+    ("people_import.preview", "GET"): ADMIN,
+    ("people_import.set_mapping", "POST"): ADMIN,
+    ("people_import.apply", "POST"): ADMIN,
+    ("api.openapi_json", "GET"): PUBLIC,
+    ("api.list_people", "GET"): ALL,
+    ("api.get_person_route", "GET"): ALL,
+    ("api.create_person_route", "POST"): WRITERS,
+    ("api.patch_person_route", "PATCH"): WRITERS,
+}
+PRINCIPALS = ("anonymous", "admin", "communications", "staff", "dpo")
+
+
+def routes(app: Flask) -> set[tuple[str, str]]:
+    """Every (endpoint, method) the app serves, leaving out HEAD and OPTIONS."""
+    return {
+        (rule.endpoint, method)
+        for rule in app.url_map.iter_rules()
+        for method in rule.methods or ()
+        if method not in ("HEAD", "OPTIONS")
+    }
+
+
+def test_every_route_is_in_the_specification(app: Flask) -> None:
+    """No route exists without an entry here, and no entry without a route."""
+    assert routes(app) == set(EXPECTED)
+
+
+def test_every_view_declares_its_access(app: Flask) -> None:
+    """create_app refuses undeclared views; the declared roles match the specification."""
+    from consent_registry.auth.access import access_of
+
+    for (endpoint, _method), allowed in EXPECTED.items():
+        access = access_of(app, endpoint)
+        assert access is not None, endpoint
+        if allowed == PUBLIC:
+            assert access.public, endpoint
+        else:
+            assert not access.public and access.roles == allowed, endpoint
+
+
+def test_an_undeclared_route_stops_the_app_from_starting(app: Flask) -> None:
+    """A view without @allow fails closed: the app refuses to start."""
+    from consent_registry.auth.access import undeclared_endpoints
+
+    app.add_url_rule("/forgotten", "forgotten", lambda: "open")
+    assert undeclared_endpoints(app) == ["forgotten"]
+
+
+@pytest.fixture
+def path_values(app: Flask, users: dict[str, StaffUser]) -> dict[str, int | str]:
+    """Ids of real objects, so each route reaches its access check with a valid URL."""
+    person = create_person(
+        PersonCreate.model_validate({
+            "external_id": "A1", "given_name": "Ada", "family_name": "Jansen",
+            "birth_date": "2012-03-04", "role": "pupil",
+            "guardians": [{"name": "Piet Jansen", "email": "piet@example.nl"}],
+        }),
+        actor=SYSTEM,
+    )
+    batch = ImportBatch(uploaded_by=users["admin"].id, sha256="0" * 64, content=b"x", mapping={})
+    db.session.add(batch)
+    db.session.flush()
+    token = db.session.query(ApiToken).first()
+    values = {
+        "person_id": person.id,
+        "guardian_id": person.guardian_links[0].guardian_id,
+        "user_id": users["staff"].id,
+        "batch_id": batch.id,
+        "token_id": token.id if token else 1,
+        "filename": "style.css",
+    }
+    db.session.commit()
+    return values
+
+
+def _url(app: Flask, endpoint: str, values: dict[str, int | str]) -> str:
+    """The URL of an endpoint with its arguments filled in."""
+    rule = next(r for r in app.url_map.iter_rules() if r.endpoint == endpoint)
+    with app.test_request_context():
+        from flask import url_for
+
+        return url_for(endpoint, **{arg: values[arg] for arg in rule.arguments})
+
+
+def _client_for(app: Flask, principal: str, users: dict[str, StaffUser]) -> FlaskClient:
+    """A client logged in as the principal (or not at all)."""
+    client = app.test_client()
+    if principal != "anonymous":
+        log_in(client, users[principal].email)
+    return client
+
+
+def test_walk_every_route_with_every_role(
+    app: Flask, users: dict[str, StaffUser], tokens: dict[str, str], path_values: dict
+) -> None:
+    """Allowed principals get past the access check; everyone else is refused the right way."""
+    clients = {p: _client_for(app, p, users) for p in PRINCIPALS}
+    failures = []
+    for (endpoint, method), allowed in sorted(EXPECTED.items()):
+        url = _url(app, endpoint, path_values)
+        is_api = url.startswith("/api/")
+        for principal in PRINCIPALS:
+            client = app.test_client() if is_api else clients[principal]
+            headers = bearer(tokens[principal]) if is_api and principal != "anonymous" else {}
+            # Bodies are left out on purpose: a refused request must be refused before it is read,
+            # and an allowed one must fail on the missing CSRF token or body, changing nothing.
+            response = client.open(url, method=method, headers=headers)
+            may = allowed == PUBLIC or principal in allowed
+            status = response.status_code
+            to_login = status == 302 and "/login" in response.headers.get("Location", "")
+            if may:
+                ok = status not in (401, 403) and not to_login
+            elif principal == "anonymous":
+                ok = status == 401 if is_api else to_login
+            else:
+                ok = status == 403
+            if not ok:
+                failures.append(f"{method} {url} as {principal}: {status}")
+    assert not failures, "\n".join(failures)
+
+
+def test_a_refused_post_changes_nothing_and_says_forbidden_not_csrf(
+    app: Flask, logged_in, path_values: dict
+) -> None:
+    """The access check runs before CSRF and before the body is read."""
+    client = logged_in("communications")
+    before = db.session.query(User).count()
+    response = client.post("/users/", data={"email": "new@school.test", "role": "admin"})
+    assert response.status_code == 403
+    assert db.session.query(User).count() == before
+
+
+def test_a_wrong_or_revoked_token_is_refused(app: Flask, tokens: dict[str, str]) -> None:
+    """Only a current token of an active account opens the API."""
+    client = app.test_client()
+    assert client.get("/api/v1/people", headers=bearer("crt_nonsense")).status_code == 401
+    assert client.get("/api/v1/people", headers={"Authorization": "Basic eDp5"}).status_code == 401
+    assert client.get("/api/v1/people", headers=bearer(tokens["dpo"])).status_code == 200
+    for token in db.session.query(ApiToken).all():
+        token.revoked_at = token.created_at
+    db.session.commit()
+    assert client.get("/api/v1/people", headers=bearer(tokens["dpo"])).status_code == 401
+
+
+def test_api_ignores_session_cookies(logged_in) -> None:
+    """A logged-in browser session does not open the API, so the API needs no CSRF protection."""
+    client = logged_in("admin")
+    assert client.get("/api/v1/people").status_code == 401
