@@ -65,11 +65,24 @@ def _configure(
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     """Foreign keys on, WAL for concurrent readers, and patience when another writer holds the lock."""
+    # Python's sqlite3 would start transactions only at the first write, after reads done outside
+    # any transaction; we begin them ourselves (see _sqlite_begin) so a transaction is one unit.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+
+
+def _sqlite_begin(connection: sa.Connection) -> None:
+    """Begin every SQLite transaction holding the write lock.
+
+    SQLite has one writer at a time anyway; taking the lock up front makes concurrent requests
+    wait their turn (busy_timeout) instead of failing when a read-then-write transaction finds
+    another writer got there first. The audit chain relies on it. PostgreSQL needs none of this.
+    """
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _security_headers(response: Response) -> Response:
@@ -127,6 +140,7 @@ def create_app(
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             sa.event.listen(db.engine, "connect", _sqlite_pragmas)
+            sa.event.listen(db.engine, "begin", _sqlite_begin)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.session_protection = "strong"
