@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from itertools import pairwise
 
 import pytest
 import sqlalchemy as sa
@@ -49,7 +50,7 @@ def test_events_chain_and_verify(app: Flask) -> None:
     _events(5)
     events = db.session.execute(sa.select(AuditEvent).order_by(AuditEvent.id)).scalars().all()
     assert events[0].prev_hash == GENESIS_HASH
-    assert all(later.prev_hash == earlier.hash for earlier, later in zip(events, events[1:]))
+    assert all(later.prev_hash == earlier.hash for earlier, later in pairwise(events))
     report = verify()
     assert report.ok and report.checked == 5
     head = db.session.get(AuditChainHead, 1)

@@ -8,7 +8,8 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 from email_validator import EmailNotValidError, validate_email
-from flask_babel import gettext as _
+from flask import has_request_context
+from flask_babel import gettext
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -23,6 +24,12 @@ from ..db import utcnow
 
 EARLIEST_BIRTH_DATE = date(1900, 1, 1)
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _(message: str) -> str:
+    """The message in the request's language; as written outside a request (CLI import, scripts)."""
+    # The locale selector reads the session, which only exists inside a request.
+    return gettext(message) if has_request_context() else message
 
 
 def _clean_text(value: str) -> str:
