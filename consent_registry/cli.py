@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 import sqlalchemy as sa
 from flask import Flask, current_app
+from flask.cli import AppGroup, with_appcontext
 from flask_migrate import upgrade
 
 from .audit import SYSTEM, verify
@@ -18,6 +19,7 @@ from .db import db
 
 
 @click.command("init")
+@with_appcontext
 @click.option("--admin-email", envvar="CONSENT_REGISTRY_ADMIN_EMAIL",
               default="admin@school.invalid", show_default=True)
 def init_command(admin_email: str) -> None:
@@ -33,7 +35,8 @@ def init_command(admin_email: str) -> None:
     click.echo(f"  one-time password: {password}")
 
 
-users = click.Group("users", help="Staff accounts.")
+# AppGroup runs every subcommand inside an app context.
+users = AppGroup("users", help="Staff accounts.")
 
 
 @users.command("create")
@@ -67,7 +70,7 @@ def users_token(email: str, label: str) -> None:
     click.echo(token)
 
 
-people = click.Group("people", help="The people register.")
+people = AppGroup("people", help="The people register.")
 
 
 @people.command("import")
@@ -98,7 +101,7 @@ def people_import(file: Path, dry_run: bool, mapping: tuple[str, ...]) -> None:
         sys.exit(1)
 
 
-audit = click.Group("audit", help="The audit log.")
+audit = AppGroup("audit", help="The audit log.")
 
 
 @audit.command("verify")
