@@ -45,7 +45,10 @@ def _person_or_404(person_id: int) -> Person:
 def _page_arg() -> int:
     """The page number from the query, 1 when absent or nonsense."""
     raw = request.args.get("page", "1")
-    return max(1, min(int(raw), 100_000)) if raw.isdigit() else 1
+    if not (raw.isascii() and raw.isdigit()):  # isdigit() alone accepts "²", which int() refuses
+        return 1
+    # int() refuses over 4300 digits; seven digits already lie beyond the cap.
+    return max(1, min(int(raw.lstrip("0")[:7] or "0"), 100_000))
 
 
 @bp.get("/")
@@ -77,7 +80,8 @@ def new() -> str:
 def create() -> tuple[str, int] | Response:
     """Add a person from the form."""
     document = person_document(request.form, with_guardians=True)
-    data, errors = validate_form(PersonCreate, document)
+    # An empty input of a new person is missing (so "required"), not null ("must be text").
+    data, errors = validate_form(PersonCreate, {k: v for k, v in document.items() if v is not None})
     if data is not None:
         try:
             person = create_person(data, actor=_actor())
@@ -122,7 +126,10 @@ def update(person_id: int) -> tuple[str, int] | Response:
     person = _person_or_404(person_id)
     document = person_document(request.form, with_guardians=False)
     document["status"] = request.form.get("status") or None
-    document["left_on"] = request.form.get("left_on") or None
+    left_on = request.form.get("left_on") or None
+    if document["status"] == "active" and person.left_on and left_on == person.left_on.isoformat():
+        left_on = None  # the form still shows the old leaving date; coming back clears it
+    document["left_on"] = left_on
     data, errors = validate_form(PersonPatch, document)
     if data is not None:
         try:
