@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column, selectinload
+from sqlalchemy.orm import Mapped, mapped_column
 
 from ..audit import Actor, record
 from ..db import UTCDateTime, db, utcnow
@@ -21,7 +21,7 @@ from .csv_import import (
 )
 from .models import Person
 from .schemas import GuardianIn, PersonCreate, PersonPatch
-from .service import create_person, person_by_external_id, update_person
+from .service import WITH_GUARDIANS, all_guardians, create_person, update_person
 
 MAX_IMPORT_BYTES = 10 * 1024 * 1024
 
@@ -46,7 +46,7 @@ class ImportBatch(db.Model):
 def existing_pupils() -> dict[str, ExistingPupil]:
     """A snapshot of everyone in the register, by external id, for planning."""
     people = db.session.execute(
-        sa.select(Person).options(selectinload(Person.guardian_links))
+        sa.select(Person).options(WITH_GUARDIANS)
     ).scalars().all()
     return {
         p.external_id: ExistingPupil(
@@ -63,6 +63,17 @@ def existing_pupils() -> dict[str, ExistingPupil]:
 def plan_for(content: bytes, mapping: dict[str, str] | None = None) -> ImportPlan:
     """Parse a file and compare it with the register."""
     return plan_import(parse_pupil_csv(content, mapping=mapping or None), existing_pupils())
+
+
+def _people_by_external_id(external_ids: list[str]) -> dict[str, Person]:
+    """The people to update, with their guardians, in a few queries."""
+    found: dict[str, Person] = {}
+    for start in range(0, len(external_ids), 500):  # stay under the databases' parameter limits
+        chunk = external_ids[start:start + 500]
+        found.update((p.external_id, p) for p in db.session.execute(
+            sa.select(Person).where(Person.external_id.in_(chunk)).options(WITH_GUARDIANS)
+        ).scalars())
+    return found
 
 
 def _guardians(pupil: ImportedPupil) -> list[GuardianIn]:
@@ -115,17 +126,18 @@ def apply_plan(plan: ImportPlan, *, actor: Actor, source_sha256: str) -> ImportR
     report = report_of(plan)
     if not plan.applicable:
         return report
-    for pupil in plan.create:
-        create_person(
-            PersonCreate(**_person_fields(pupil), role="pupil", guardians=_guardians(pupil)),
-            actor=actor,
-        )
-    for planned in plan.update:
-        person = person_by_external_id(planned.pupil.external_id)
-        assert person is not None  # the plan was made from the register a moment ago
-        patch = PersonPatch(**_person_fields(planned.pupil), status="active",
-                            guardians=_guardians(planned.pupil))
-        update_person(person, patch, actor=actor)
+    known = all_guardians()
+    with db.session.no_autoflush:
+        for pupil in plan.create:
+            create_person(
+                PersonCreate(**_person_fields(pupil), role="pupil", guardians=_guardians(pupil)),
+                actor=actor, known=known,
+            )
+        people = _people_by_external_id([p.pupil.external_id for p in plan.update])
+        for planned in plan.update:
+            patch = PersonPatch(**_person_fields(planned.pupil), status="active",
+                                guardians=_guardians(planned.pupil))
+            update_person(people[planned.pupil.external_id], patch, actor=actor, known=known)
     record("people:import", actor=actor, details={
         "sha256": source_sha256, "created": report.created, "updated": report.updated,
         "unchanged": report.unchanged, "missing": len(report.missing),

@@ -7,12 +7,15 @@ from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import selectinload
 
 from ..audit import Actor, record
 from ..db import db, utcnow
 from .models import Guardian, GuardianLink, Person
 from .schemas import GuardianIn, GuardianOut, PersonCreate, PersonOut, PersonPatch
 
+# Loads a page of people with their guardians in two extra queries instead of two per person.
+WITH_GUARDIANS = selectinload(Person.guardian_links).selectinload(GuardianLink.guardian)
 # Fields copied as they are from a validated input onto a Person.
 PERSON_FIELDS = ("external_id", "given_name", "family_name", "birth_date", "role", "email", "group")
 
@@ -55,15 +58,31 @@ def _ensure_external_id_free(external_id: str, *, except_id: int | None = None) 
         raise PeopleError("duplicate", "a person with this external id exists", field="external_id")
 
 
-def guardian_for(data: GuardianIn, *, actor: Actor) -> Guardian:
+# Guardians by e-mail, loaded once by a bulk import so each row does not query for them again.
+GuardianDirectory = dict[str, Guardian]
+
+
+def all_guardians() -> GuardianDirectory:
+    """Every guardian by e-mail address."""
+    return {g.email: g for g in db.session.execute(sa.select(Guardian)).scalars()}
+
+
+def guardian_for(
+    data: GuardianIn, *, actor: Actor, known: GuardianDirectory | None = None
+) -> Guardian:
     """The guardian with this e-mail, created when new; an updated name is taken over."""
-    guardian = db.session.execute(
-        sa.select(Guardian).where(Guardian.email == data.email)
-    ).scalar_one_or_none()
+    if known is not None:
+        guardian = known.get(data.email)
+    else:
+        guardian = db.session.execute(
+            sa.select(Guardian).where(Guardian.email == data.email)
+        ).scalar_one_or_none()
     if guardian is None:
         guardian = Guardian(name=data.name, email=data.email)
         db.session.add(guardian)
         db.session.flush()
+        if known is not None:
+            known[data.email] = guardian
         record("guardian:create", actor=actor, subject_type="guardian", subject_id=guardian.id)
     elif guardian.name != data.name:
         guardian.name = data.name
@@ -72,7 +91,10 @@ def guardian_for(data: GuardianIn, *, actor: Actor) -> Guardian:
     return guardian
 
 
-def set_guardians(person: Person, guardians: list[GuardianIn], *, actor: Actor) -> bool:
+def set_guardians(
+    person: Person, guardians: list[GuardianIn], *, actor: Actor,
+    known: GuardianDirectory | None = None,
+) -> bool:
     """Make the person's guardians exactly these; True when anything changed."""
     if person.role == "staff" and guardians:
         raise PeopleError("invalid", "staff members have no guardians", field="guardians")
@@ -86,7 +108,7 @@ def set_guardians(person: Person, guardians: list[GuardianIn], *, actor: Actor) 
             changed = True
     current = {link.guardian.email: link for link in person.guardian_links}
     for email, data in wanted.items():
-        guardian = guardian_for(data, actor=actor)
+        guardian = guardian_for(data, actor=actor, known=known)
         link = current.get(email)
         if link is None:
             person.guardian_links.append(GuardianLink(guardian=guardian, relation=data.relation))
@@ -99,7 +121,9 @@ def set_guardians(person: Person, guardians: list[GuardianIn], *, actor: Actor) 
     return changed
 
 
-def create_person(data: PersonCreate, *, actor: Actor) -> Person:
+def create_person(
+    data: PersonCreate, *, actor: Actor, known: GuardianDirectory | None = None
+) -> Person:
     """Add a person (and their guardians) to the register."""
     _ensure_external_id_free(data.external_id)
     person = Person(**{name: getattr(data, name) for name in PERSON_FIELDS}, status="active")
@@ -107,7 +131,7 @@ def create_person(data: PersonCreate, *, actor: Actor) -> Person:
     _flush_or_conflict()
     record("person:create", actor=actor, subject_type="person", subject_id=person.id,
            details={"role": person.role})
-    set_guardians(person, data.guardians, actor=actor)
+    set_guardians(person, data.guardians, actor=actor, known=known)
     return person
 
 
@@ -133,7 +157,9 @@ def resolve_status(
     return StatusChange("left", chosen or today)
 
 
-def update_person(person: Person, patch: PersonPatch, *, actor: Actor) -> list[str]:
+def update_person(
+    person: Person, patch: PersonPatch, *, actor: Actor, known: GuardianDirectory | None = None
+) -> list[str]:
     """Apply a partial change; returns the names of the fields that changed."""
     given = patch.model_fields_set
     if "external_id" in given and patch.external_id != person.external_id:
@@ -157,7 +183,8 @@ def update_person(person: Person, patch: PersonPatch, *, actor: Actor) -> list[s
             if getattr(outcome, name) != getattr(person, name):
                 setattr(person, name, getattr(outcome, name))
                 changed.append(name)
-    if patch.guardians is not None and set_guardians(person, patch.guardians, actor=actor):
+    if patch.guardians is not None and set_guardians(person, patch.guardians, actor=actor,
+                                                     known=known):
         changed.append("guardians")
     _flush_or_conflict()
     if changed:
@@ -193,7 +220,8 @@ def search_people(
         query = query.where(Person.status == status)
     total = db.session.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one()
     rows = db.session.execute(
-        query.order_by(Person.family_name, Person.given_name, Person.id)
+        query.options(WITH_GUARDIANS)
+        .order_by(Person.family_name, Person.given_name, Person.id)
         .limit(per_page).offset((page - 1) * per_page)
     ).scalars().all()
     return list(rows), total
