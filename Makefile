@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 export FLASK_APP := wsgi.py
 
-.PHONY: run test bench lint setup translations db clean
+.PHONY: run test bench lint setup translations messages db clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,14 @@ $(STAMP): pyproject.toml | $(PY)
 
 translations: $(STAMP)
 	$(VENV)/bin/pybabel compile -d consent_registry/translations 2>/dev/null
+
+# After changing user-facing text: refresh the Dutch catalog, translate the new entries, commit.
+messages: $(STAMP)
+	$(VENV)/bin/pybabel extract -F babel.cfg -k lazy_gettext -o .messages.pot --no-location \
+		--sort-output --project consent-registry . 2>/dev/null
+	$(VENV)/bin/pybabel update -i .messages.pot -d consent_registry/translations -l nl \
+		--no-fuzzy-matching --ignore-obsolete
+	rm -f .messages.pot
 
 setup: $(STAMP) translations
 

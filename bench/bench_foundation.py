@@ -98,8 +98,8 @@ def _import(app) -> None:
     changed = _pupil_file(PUPILS, klas="2A")
     update = best_of(lambda: import_file(changed, actor=SYSTEM), repeat=1)
     report(f"import: first import of {PUPILS} pupils", first, parse, "parse+validate alone")
-    report(f"import: re-import, nothing changed", again, parse, "parse+validate alone")
-    report(f"import: re-import, every class changed", update, parse, "parse+validate alone")
+    report("import: re-import, nothing changed", again, parse, "parse+validate alone")
+    report("import: re-import, every class changed", update, parse, "parse+validate alone")
 
 
 def _api(app) -> None:

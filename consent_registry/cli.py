@@ -96,6 +96,8 @@ def people_import(file: Path, dry_run: bool, mapping: tuple[str, ...]) -> None:
         click.echo(f"not in this file (kept, check them): {', '.join(report.missing)}")
     if dry_run:
         click.echo("dry run: nothing was changed")
+        if report.rejected or report.file_errors:
+            sys.exit(1)  # so a script can check a file before it imports it
     elif not report.applied:
         click.echo("nothing was imported", err=True)
         sys.exit(1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, current_app, redirect, request, session
+from flask import Blueprint, Flask, current_app, has_request_context, redirect, request, session
 from flask_babel import Babel, get_locale, lazy_gettext
 from werkzeug.wrappers import Response
 
@@ -19,6 +19,8 @@ babel = Babel()
 def select_locale() -> str:
     """The chosen language: the switch, else the browser's preference, else Dutch."""
     locales = current_app.config["LOCALES"]
+    if not has_request_context():  # commands and jobs speak the default language
+        return current_app.config["DEFAULT_LOCALE"]
     chosen = session.get("lang")
     if chosen in locales:
         return chosen

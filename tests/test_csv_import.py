@@ -16,6 +16,7 @@ from consent_registry.people.csv_import import (
     PlannedUpdate,
     RowError,
     detect_field,
+    guardian_set,
     parse_pupil_csv,
     plan_import,
 )
@@ -854,3 +855,22 @@ def test_applicable_is_all_or_nothing() -> None:
     assert not ImportPlan((), (), (), (error,), (), ()).applicable
     assert not ImportPlan((), (), (), (), ("empty_file",), ()).applicable
     assert ImportPlan((), (), (), (), (), ("1", "2")).applicable
+
+
+def test_a_shared_guardian_keeps_the_name_of_their_first_row() -> None:
+    """Siblings' rows that spell a guardian differently give one name, so re-imports are stable."""
+    data = (
+        b"Leerlingnummer;Roepnaam;Achternaam;Geboortedatum;E-mail ouder 1;Naam ouder 1\n"
+        b"1;Ada;Smit;01-02-2012;sanne@example.nl;Sanne Smit\n"
+        b"2;Bas;Smit;03-04-2014;sanne@example.nl;S. Smit\n"
+    )
+    parsed = parse_pupil_csv(data)
+    assert [p.guardians[0].name for p in parsed.pupils] == ["Sanne Smit", "Sanne Smit"]
+    existing = {
+        p.external_id: ExistingPupil(
+            external_id=p.external_id, role="pupil", given_name=p.given_name,
+            family_name=p.family_name, birth_date=p.birth_date, email=p.email, group=p.group,
+            status="active", guardians=guardian_set(p))
+        for p in parsed.pupils
+    }
+    assert len(plan_import(parse_pupil_csv(data), existing).unchanged) == 2

@@ -63,7 +63,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, str, str]]:
         base = f"http://127.0.0.1:{port}"
         while time.monotonic() < deadline:
             try:
-                urllib.request.urlopen(f"{base}/healthz", timeout=2)  # noqa: S310 (local test server)
+                urllib.request.urlopen(f"{base}/healthz", timeout=2)
                 break
             except (urllib.error.URLError, ConnectionError):
                 time.sleep(0.2)

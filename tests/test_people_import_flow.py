@@ -531,7 +531,8 @@ def test_cli_imports_a_windows_1252_file(app: Flask, tmp_path: Path) -> None:
          "row 3: external_id: Pupil number 100234 already appears on an earlier row"),
         ("100400;Lisa;;Bakker;01-01-2013;2C;lisa(at)example.nl;Ouder;;",
          "row 3: guardian1_email: Guardian 1 e-mail address is not a valid e-mail address"),
-        ("100400;Lisa;;Bakker;01-01-2099;2C;;;;", "row 3: birth_date: Birth date Lies in the future."),
+        ("100400;Lisa;;Bakker;01-01-2099;2C;;;;",
+         "row 3: birth_date: Birth date: must not be in the future."),
     ],
     ids=["impossible-date", "duplicate-number", "broken-email", "future-date"],
 )
@@ -552,10 +553,11 @@ def test_cli_bad_file_imports_nothing(app: Flask, tmp_path: Path, bad_row: str, 
 
 
 def test_cli_dry_run_of_a_bad_file_reports_the_rows(app: Flask, tmp_path: Path) -> None:
-    """A dry run of a bad file lists the rejected rows too."""
+    """A dry run of a bad file lists the rejected rows too, and exits non-zero for scripts."""
     path = tmp_path / "export.csv"
     path.write_bytes(magister(DAAN, "100400;Lisa;;Bakker;31-02-2013;2C;;;;"))
     result = run_cli(app, str(path), "--dry-run")
+    assert result.exit_code == 1
     assert "row 3: birth_date: Birth date 31-02-2013 does not exist" in result.output
     assert "created 1, updated 0, unchanged 0, rejected 1" in result.output
     assert count(Person) == 0

@@ -372,10 +372,10 @@ def test_create_staff_member_without_guardians(logged_in: LoggedIn) -> None:
         ({"family_name": "   "}, "family_name", "This field is required."),
         ({"external_id": ""}, "external_id", "This field is required."),
         ({"birth_date": (date.today() + timedelta(days=400)).isoformat()}, "birth_date",
-         "Lies in the future."),
+         "Must not be in the future."),
         ({"birth_date": "2010-02-31"}, "birth_date", None),
         ({"birth_date": "31-01-2010"}, "birth_date", "Must be a date written as YYYY-MM-DD."),
-        ({"birth_date": "1899-12-31"}, "birth_date", "Lies before 1900."),
+        ({"birth_date": "1899-12-31"}, "birth_date", "Must be 1900 or later."),
         ({"email": "not-an-address"}, "email", "Not a valid e-mail address."),
         ({"email": "a@b@example.org"}, "email", "Not a valid e-mail address."),
         ({"guardian1_email": "marieke(at)example.nl"}, "guardian1_email",
@@ -383,7 +383,7 @@ def test_create_staff_member_without_guardians(logged_in: LoggedIn) -> None:
         ({"guardian2_email": ""}, "guardian2_email", "Not a valid e-mail address."),
         ({"guardian2_name": ""}, "guardian2_name", None),
         ({"role": "teacher"}, "role", None),
-        ({"given_name": "x" * 101}, "given_name", "Too long: at most 100."),
+        ({"given_name": "x" * 101}, "given_name", "Too long: at most 100 characters."),
     ],
 )
 def test_create_refuses_invalid_input(
@@ -414,7 +414,7 @@ def test_create_refuses_guardians_for_staff(logged_in: LoggedIn) -> None:
     response = post(client, "/people/new", pupil_form(role="staff", birth_date="1985-06-01"))
     assert response.status_code == 422
     html = response.get_data(as_text=True)
-    assert '<p class="error">Staff members have no guardians.</p>' in html
+    assert 'role="alert">Guardians: Staff members have no guardians.</p>' in html
     assert register_counts() == before
 
 

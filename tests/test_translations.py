@@ -15,12 +15,7 @@ BABEL_CFG = ROOT / "babel.cfg"
 NL_PO = ROOT / "consent_registry" / "translations" / "nl" / "LC_MESSAGES" / "messages.po"
 KEYWORDS = {**DEFAULT_KEYWORDS, "lazy_gettext": None}
 PLACEHOLDER = re.compile(r"%\([a-z_]+\)[sd]")
-REFRESH_COMMANDS = (
-    f"cd {ROOT} && .venv/bin/pybabel extract -F babel.cfg -k lazy_gettext -o /tmp/messages.pot "
-    "--no-location --sort-output --project consent-registry . && "
-    ".venv/bin/pybabel update -i /tmp/messages.pot -d consent_registry/translations -l nl "
-    "--no-fuzzy-matching --ignore-obsolete"
-)
+REFRESH_COMMANDS = "make messages   # then translate the new entries in the .po file"
 
 
 def load_catalog() -> Catalog:
@@ -98,6 +93,5 @@ def test_catalog_covers_extracted_messages() -> None:
     missing = sorted(extracted - in_catalog, key=str)
     assert not missing, (
         f"{len(missing)} message(s) used in the code are not in {NL_PO.relative_to(ROOT)}: {missing}\n"
-        f"Refresh the catalog, translate the new entries and compile:\n{REFRESH_COMMANDS}\n"
-        "then .venv/bin/pybabel compile -d consent_registry/translations"
+        f"Refresh the catalog and translate the new entries:\n{REFRESH_COMMANDS}"
     )

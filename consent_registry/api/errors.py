@@ -77,10 +77,12 @@ def _message(err: Any) -> str:
     kind = err["type"]
     if kind == "value_error":
         return str(err["msg"]).removeprefix("Value error, ")
-    if kind == "missing" or (kind == "string_too_short" and ctx.get("min_length") == 1):
+    if kind == "missing" or (kind in ("string_too_short", "too_short") and ctx.get("min_length") == 1):
         return _("This field is required.")
+    if kind in ("string_too_long", "too_long") and isinstance(err.get("input"), str):
+        return _("Too long: at most %(n)s characters.", n=ctx.get("max_length"))
     if kind in ("string_too_long", "too_long"):
-        return _("Too long: at most %(n)s.", n=ctx.get("max_length"))
+        return _("Too many: at most %(n)s.", n=ctx.get("max_length"))
     if kind == "literal_error":
         return _("Choose one of: %(choices)s.", choices=ctx.get("expected", ""))
     if kind.startswith("date"):

@@ -19,7 +19,7 @@ bp = Blueprint("users", __name__, url_prefix="/users")
 ACCOUNT_ERRORS = {
     "unknown_role": lambda: _("Choose one of the roles."),
     "invalid_email": lambda: _("Enter a valid e-mail address."),
-    "duplicate_email": lambda: _("An account with this e-mail address exists already."),
+    "duplicate_email": lambda: _("An account with this e-mail address already exists."),
     "last_admin": lambda: _("The last active admin cannot lose that role."),
 }
 

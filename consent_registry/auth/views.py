@@ -21,7 +21,7 @@ bp = Blueprint("auth", __name__)
 PASSWORD_PROBLEMS = {
     "too_short": lambda: _("Use at least 12 characters."),
     "like_email": lambda: _("Do not use your e-mail address as password."),
-    "too_simple": lambda: _("Use more different characters."),
+    "too_simple": lambda: _("Use a greater variety of characters."),
     "wrong_password": lambda: _("Your current password is not correct."),
     "same_password": lambda: _("Choose a password different from the current one."),
 }
@@ -86,7 +86,7 @@ def change_password_submit() -> tuple[str, int] | Response:
     new = request.form.get("new_password", "")[:1024]
     if new != request.form.get("confirm_password", ""):
         return render_template("auth/change_password.html",
-                               errors=[_("The two new passwords differ.")]), 422
+                               errors=[_("The two new passwords do not match.")]), 422
     try:
         set_new_password(current_user, current=request.form.get("current_password", "")[:1024],
                         new=new)

@@ -13,7 +13,7 @@ import io
 import re
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
@@ -478,7 +478,8 @@ def _describe(field: str, error: Mapping[str, Any]) -> tuple[str, str]:
         return "invalid_email", f"{label} is not a valid e-mail address"
     if kind == "value_error":
         code = "invalid_date" if field == "birth_date" else "invalid_value"
-        return code, f"{label} {error['ctx']['error']}"
+        message = str(error["ctx"]["error"])
+        return code, f"{label}: {message[:1].lower()}{message[1:]}"
     return "invalid_value", f"{label} is not valid"
 
 
@@ -616,7 +617,24 @@ def parse_pupil_csv(data: bytes, *, mapping: Mapping[str, str] | None = None) ->
     except csv.Error as exc:
         return ParsedFile((), (), (f"unreadable_csv: {exc}",), encoding, delimiter, {})
     named = {field: header[index] for field, index in columns.items()}
-    return ParsedFile(tuple(pupils), tuple(errors), (), encoding, delimiter, named)
+    return ParsedFile(_one_name_per_guardian(pupils), tuple(errors), (), encoding, delimiter, named)
+
+
+def _one_name_per_guardian(pupils: list[ImportedPupil]) -> tuple[ImportedPupil, ...]:
+    """Give a guardian the name of their first row on every row.
+
+    Siblings' rows may spell a shared guardian differently; the register holds one guardian per
+    e-mail address, and without this each re-import would rename them back and forth.
+    """
+    first_name: dict[str, str] = {}
+    for pupil in pupils:
+        for guardian in pupil.guardians:
+            first_name.setdefault(guardian.email, guardian.name)
+    return tuple(
+        replace(pupil, guardians=tuple(replace(g, name=first_name[g.email]) for g in pupil.guardians))
+        if any(g.name != first_name[g.email] for g in pupil.guardians) else pupil
+        for pupil in pupils
+    )
 
 
 _COMPARED_FIELDS = ("birth_date", "email", "family_name", "given_name", "group")

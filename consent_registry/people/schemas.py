@@ -8,8 +8,6 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 from email_validator import EmailNotValidError, validate_email
-from flask import has_request_context
-from flask_babel import gettext
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -21,15 +19,10 @@ from pydantic import (
 )
 
 from ..db import utcnow
+from ..translate import _
 
 EARLIEST_BIRTH_DATE = date(1900, 1, 1)
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-def _(message: str) -> str:
-    """The message in the request's language; as written outside a request (CLI import, scripts)."""
-    # The locale selector reads the session, which only exists inside a request.
-    return gettext(message) if has_request_context() else message
 
 
 def _clean_text(value: str) -> str:
@@ -61,9 +54,9 @@ def _iso_date(value: Any) -> Any:
 def _plausible_birth_date(value: date) -> date:
     """Birth dates lie between 1900 and today."""
     if value > utcnow().date():
-        raise ValueError(_("Lies in the future."))
+        raise ValueError(_("Must not be in the future."))
     if value < EARLIEST_BIRTH_DATE:
-        raise ValueError(_("Lies before 1900."))
+        raise ValueError(_("Must be 1900 or later."))
     return value
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import selectinload
 
 from ..audit import Actor, record
 from ..db import db, utcnow
+from ..translate import _
 from .models import Guardian, GuardianLink, Person
 from .schemas import GuardianIn, GuardianOut, PersonCreate, PersonOut, PersonPatch
 
@@ -35,7 +36,7 @@ def _flush_or_conflict() -> None:
     try:
         db.session.flush()
     except sa.exc.IntegrityError:
-        raise PeopleError("duplicate", "a person with this external id exists",
+        raise PeopleError("duplicate", _("A person with this number already exists."),
                           field="external_id") from None
 
 
@@ -55,7 +56,7 @@ def _ensure_external_id_free(external_id: str, *, except_id: int | None = None) 
     """External ids are unique: a second one is a conflict (409), not a validation error."""
     existing = person_by_external_id(external_id)
     if existing is not None and existing.id != except_id:
-        raise PeopleError("duplicate", "a person with this external id exists", field="external_id")
+        raise PeopleError("duplicate", _("A person with this number already exists."), field="external_id")
 
 
 # Guardians by e-mail, loaded once by a bulk import so each row does not query for them again.
@@ -97,7 +98,7 @@ def set_guardians(
 ) -> bool:
     """Make the person's guardians exactly these; True when anything changed."""
     if person.role == "staff" and guardians:
-        raise PeopleError("invalid", "staff members have no guardians", field="guardians")
+        raise PeopleError("invalid", _("Staff members have no guardians."), field="guardians")
     wanted = {g.email: g for g in guardians}
     changed = False
     for link in list(person.guardian_links):
@@ -151,7 +152,7 @@ def resolve_status(
     new_status = status or current_status
     if new_status == "active":
         if left_on_given and left_on is not None:
-            raise PeopleError("invalid", "an active person has no leaving date", field="left_on")
+            raise PeopleError("invalid", _("An active person has no leaving date."), field="left_on")
         return StatusChange("active", None)
     chosen = left_on if left_on_given else current_left_on
     return StatusChange("left", chosen or today)
@@ -167,7 +168,7 @@ def update_person(
     new_role = patch.role if "role" in given else person.role
     keeps_guardians = person.guardian_links if patch.guardians is None else patch.guardians
     if new_role == "staff" and keeps_guardians:
-        raise PeopleError("invalid", "staff members have no guardians", field="guardians")
+        raise PeopleError("invalid", _("Staff members have no guardians."), field="guardians")
     changed = [
         name for name in PERSON_FIELDS
         if name in given and getattr(patch, name) != getattr(person, name)
