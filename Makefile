@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 export FLASK_APP := wsgi.py
 
-.PHONY: run test bench lint setup translations messages db clean
+.PHONY: run test bench lint setup translations messages browser db clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +40,14 @@ db: setup
 run: db
 	$(VENV)/bin/flask run --host $(HOST) --port $(PORT)
 
-test: setup
+# Browser tests drive Debian's Chromium; Playwright's own browser download is never used.
+browser:
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq chromium >/dev/null; \
+		else echo "browser tests need Debian's chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
+
+test: setup browser
 	$(VENV)/bin/pytest -q
 
 bench: setup
