@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import contextvars
 import os
-import threading
 import re
 import shutil
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
