@@ -108,6 +108,21 @@ def test_logout_ends_the_session(logged_in) -> None:
     client = logged_in("staff")
     assert client.post("/logout", data={"csrf_token": csrf_token(client, "/people/")}).status_code == 302
     assert client.get("/people/").status_code == 302
+    assert _actions()[-1] == "auth:logout"
+
+
+def test_old_login_attempts_are_removed(client: FlaskClient, users: dict[str, StaffUser]) -> None:
+    """Attempts are kept only as long as throttling needs them."""
+    from datetime import timedelta
+
+    from consent_registry.db import utcnow
+
+    db.session.add(LoginAttempt(email_key="a" * 64, address_key="b" * 64,
+                                at=utcnow() - timedelta(days=2), succeeded=False))
+    db.session.commit()
+    _login(client, users["dpo"].email, PASSWORD)
+    ages = db.session.execute(sa.select(LoginAttempt.at)).scalars().all()
+    assert len(ages) == 1 and ages[0] > utcnow() - timedelta(minutes=5)
 
 
 def test_one_time_password_must_be_changed_first(app: Flask) -> None:

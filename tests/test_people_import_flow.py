@@ -290,7 +290,7 @@ def test_reimport_of_the_same_file_changes_nothing(logged_in: LoggedIn) -> None:
         "New pupils": 0, "Changed pupils": 0, "Unchanged": 3, "Rejected rows": 0}
     done = apply(client, batch_id)
     assert done_counts(done.get_data(as_text=True)) == {"New pupils": 0, "Changed pupils": 0, "Unchanged": 3}
-    assert actions() == [*before, "people:import"]
+    assert actions() == [*before, "import:upload", "people:import"]
     assert events("people:import")[-1].details["unchanged"] == 3
     assert snapshot() == register
 
@@ -307,7 +307,7 @@ def test_changed_class_is_one_update(logged_in: LoggedIn) -> None:
     done = apply(client, batch_id)
     assert done_counts(done.get_data(as_text=True))["Changed pupils"] == 1
     assert people()["100234"].group == "2A"
-    assert actions() == [*before, "person:update", "people:import"]
+    assert actions() == [*before, "import:upload", "person:update", "people:import"]
     assert events("person:update")[-1].details == {"fields": ["group"]}
 
 
@@ -378,7 +378,7 @@ def test_one_bad_row_stops_the_whole_import(
     assert snapshot() == register
     assert people()["100301"].group == "3C" and people()["100301"].id == existing.id
     assert count(Guardian) == 0
-    assert actions() == before
+    assert actions() == [*before, "import:upload"]  # the upload itself is logged, nothing more
     db.session.expire_all()
     assert db.session.get(ImportBatch, batch_id).status == "previewed"
 

@@ -16,6 +16,8 @@ from .models import ROLES, LoginAttempt, User
 from .passwords import hash_password, one_time_password, password_problems, verify_password
 from .throttle import ThrottlePolicy, locked_until
 
+ATTEMPT_RETENTION = timedelta(days=1)
+
 
 class AccountError(ValueError):
     """A request about accounts that cannot be carried out; `code` says why."""
@@ -108,6 +110,8 @@ def attempt_login(email: str, password: str, *, address: str) -> LoginResult:
     ok = verify_password(user.password_hash if user else None, password)
     ok = ok and user is not None and user.active
     db.session.add(LoginAttempt(email_key=email_key, address_key=address_key, at=now, succeeded=ok))
+    # Attempts matter only for throttling; older ones are removed rather than kept as a log.
+    db.session.execute(sa.delete(LoginAttempt).where(LoginAttempt.at < now - ATTEMPT_RETENTION))
     if ok:
         assert user is not None
         user.last_login_at = now

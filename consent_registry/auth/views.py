@@ -8,7 +8,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 from werkzeug.wrappers import Response
 
-from ..audit import Actor
+from ..audit import Actor, record
 from ..db import db
 from ..i18n import safe_next
 from .access import ANY_ROLE, allow, allow_public
@@ -67,6 +67,9 @@ def login_submit() -> tuple[str, int] | Response:
 @allow(*ANY_ROLE)
 def logout() -> Response:
     """End the session."""
+    record("auth:logout", actor=Actor("user", current_user.id), subject_type="user",
+           subject_id=current_user.id)
+    db.session.commit()
     logout_user()
     flash(_("You are logged out."), "info")
     return redirect(url_for("auth.login"))

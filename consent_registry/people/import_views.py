@@ -9,10 +9,17 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
-from ..audit import Actor
+from ..audit import Actor, record
 from ..auth.access import allow
 from ..db import db, utcnow
-from .importing import MAX_IMPORT_BYTES, ImportBatch, apply_plan, plan_for, report_of
+from .importing import (
+    MAX_IMPORT_BYTES,
+    ImportBatch,
+    apply_plan,
+    discard_stale_batches,
+    plan_for,
+    report_of,
+)
 
 bp = Blueprint("people_import", __name__, url_prefix="/people/import")
 MAPPABLE_FIELDS = ("external_id", "given_name", "family_name_prefix", "family_name", "birth_date",
@@ -50,6 +57,10 @@ def upload() -> tuple[str, int] | Response:
     batch = ImportBatch(uploaded_by=current_user.id, filename=file.filename[:255],
                         sha256=hashlib.sha256(content).hexdigest(), content=content, mapping={})
     db.session.add(batch)
+    db.session.flush()
+    record("import:upload", actor=Actor("user", current_user.id), subject_type="import",
+           subject_id=batch.id, details={"sha256": batch.sha256, "bytes": len(content)})
+    discard_stale_batches(now=utcnow())
     db.session.commit()
     return redirect(url_for("people_import.preview", batch_id=batch.id))
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..audit import Actor, record
+from ..audit import SYSTEM, Actor, record
 from ..db import UTCDateTime, db, utcnow
 from .csv_import import (
     ExistingPupil,
@@ -41,6 +41,21 @@ class ImportBatch(db.Model):
     status: Mapped[str] = mapped_column(sa.String(12), default="previewed")
     applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     summary: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+
+
+STALE_BATCH_AGE = timedelta(days=1)
+
+
+def discard_stale_batches(*, now: datetime) -> int:
+    """Delete uploads that were previewed but never applied; they hold personal data for nothing."""
+    stale = db.session.execute(
+        sa.select(ImportBatch).where(ImportBatch.status == "previewed",
+                                     ImportBatch.created_at < now - STALE_BATCH_AGE)
+    ).scalars().all()
+    for batch in stale:
+        db.session.delete(batch)
+        record("import:discard", actor=SYSTEM, subject_type="import", subject_id=batch.id)
+    return len(stale)
 
 
 def existing_pupils() -> dict[str, ExistingPupil]:
