@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TypeVar
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -26,6 +28,7 @@ from .service import (
 )
 
 bp = Blueprint("people", __name__, url_prefix="/people")
+T = TypeVar("T")
 WRITERS = ("admin", "staff")
 
 
@@ -40,6 +43,17 @@ def _person_or_404(person_id: int) -> Person:
     if person is None:
         abort(404)
     return person
+
+
+def _commit_or_errors(change: Callable[[], T]) -> tuple[T | None, dict[str, str]]:
+    """Run a register change and commit it, or roll back and return the errors to show."""
+    try:
+        result = change()
+    except PeopleError as exc:
+        db.session.rollback()
+        return None, {exc.field or "form": str(exc)}
+    db.session.commit()
+    return result, {}
 
 
 def _page_arg() -> int:
@@ -83,13 +97,8 @@ def create() -> tuple[str, int] | Response:
     # An empty input of a new person is missing (so "required"), not null ("must be text").
     data, errors = validate_form(PersonCreate, {k: v for k, v in document.items() if v is not None})
     if data is not None:
-        try:
-            person = create_person(data, actor=_actor())
-        except PeopleError as exc:
-            db.session.rollback()
-            errors = {exc.field or "form": str(exc)}
-        else:
-            db.session.commit()
+        person, errors = _commit_or_errors(lambda: create_person(data, actor=_actor()))
+        if person is not None:
             flash(_("%(name)s has been added.", name=person.full_name), "success")
             return redirect(url_for("people.detail", person_id=person.id))
     return render_template("people/form.html", person=None, values=request.form,
@@ -132,13 +141,8 @@ def update(person_id: int) -> tuple[str, int] | Response:
     document["left_on"] = left_on
     data, errors = validate_form(PersonPatch, document)
     if data is not None:
-        try:
-            update_person(person, data, actor=_actor())
-        except PeopleError as exc:
-            db.session.rollback()
-            errors = {exc.field or "form": str(exc)}
-        else:
-            db.session.commit()
+        _changed, errors = _commit_or_errors(lambda: update_person(person, data, actor=_actor()))
+        if not errors:
             flash(_("The changes have been saved."), "success")
             return redirect(url_for("people.detail", person_id=person.id))
     return render_template("people/form.html", person=person, values=request.form,
@@ -163,13 +167,8 @@ def add_guardian(person_id: int) -> tuple[str, int] | Response:
     guardian, errors = validate_form(GuardianIn, document)
     if guardian is not None:
         wanted = [g for g in _current_guardians(person) if g.email != guardian.email] + [guardian]
-        try:
-            set_guardians(person, wanted, actor=_actor())
-        except PeopleError as exc:
-            db.session.rollback()
-            errors = {exc.field or "form": str(exc)}
-        else:
-            db.session.commit()
+        _changed, errors = _commit_or_errors(lambda: set_guardians(person, wanted, actor=_actor()))
+        if not errors:
             flash(_("The guardian has been saved."), "success")
             return redirect(url_for("people.detail", person_id=person.id))
     return render_template("people/detail.html", person=person, can_write=True,
