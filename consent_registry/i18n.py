@@ -11,6 +11,7 @@ from werkzeug.wrappers import Response
 from .auth.access import allow_public
 from .db import utcnow
 from .people.age import age_on
+from .people.csv_import import field_label
 
 bp = Blueprint("i18n", __name__)
 babel = Babel()
@@ -75,5 +76,6 @@ def init_app(app: Flask) -> None:
         status_label=_labeller("status"),
         get_locale=get_locale,
         age_today=lambda birth_date: age_on(birth_date, utcnow().date()),
+        import_field_label=field_label,
     )
     app.register_blueprint(bp)

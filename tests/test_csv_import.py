@@ -342,7 +342,10 @@ def test_preferred_header_wins_when_a_file_has_two_names_for_a_field() -> None:
 def test_two_headers_with_the_same_meaning_are_a_file_error() -> None:
     header = [*BASIC_HEADER, "E-mail", "Email"]
     parsed = parse_pupil_csv(make_csv([header, ["1", "Sanne", "Bakker", "01-01-2012", "", ""]]))
-    assert parsed.file_errors == ("ambiguous_columns: E-mail / Email",)
+    assert parsed.file_errors == (
+        "ambiguous_columns: Several columns could hold the same field, choose one in the column "
+        "mapping: E-mail / Email",
+    )
     assert parsed.pupils == ()
 
 
@@ -352,7 +355,7 @@ def test_two_headers_with_the_same_meaning_are_a_file_error() -> None:
 def test_missing_required_column_is_named_in_dutch() -> None:
     data = make_csv([["Leerlingnummer", "Roepnaam", "Achternaam"], ["1", "Sanne", "Bakker"]])
     parsed = parse_pupil_csv(data)
-    assert parsed.file_errors == ("missing_columns: Geboortedatum",)
+    assert parsed.file_errors == ("missing_columns: The file lacks these required columns: Geboortedatum",)
     assert parsed.pupils == ()
     assert parsed.errors == ()
 
@@ -360,7 +363,9 @@ def test_missing_required_column_is_named_in_dutch() -> None:
 def test_several_missing_columns_are_listed_in_field_order() -> None:
     data = make_csv([["Geboortedatum", "Achternaam"], ["01-01-2012", "Bakker"]])
     parsed = parse_pupil_csv(data)
-    assert parsed.file_errors == ("missing_columns: Leerlingnummer, Roepnaam",)
+    assert parsed.file_errors == (
+        "missing_columns: The file lacks these required columns: Leerlingnummer, Roepnaam",
+    )
 
 
 def test_a_file_without_header_says_so() -> None:
@@ -368,7 +373,8 @@ def test_a_file_without_header_says_so() -> None:
     parsed = parse_pupil_csv(data)
     assert parsed.file_errors[0].startswith("no_header")
     assert parsed.file_errors[1] == (
-        "missing_columns: Leerlingnummer, Roepnaam, Achternaam, Geboortedatum"
+        "missing_columns: The file lacks these required columns: "
+        "Leerlingnummer, Roepnaam, Achternaam, Geboortedatum"
     )
 
 
@@ -429,21 +435,26 @@ def test_explicit_mapping_with_an_empty_header_switches_a_column_off() -> None:
 def test_explicit_mapping_to_an_absent_header_is_a_file_error() -> None:
     data = basic_csv(["1", "Hans", "Kok", "01-01-2012"])
     parsed = parse_pupil_csv(data, mapping={"birth_date": "Geb datum van kind"})
-    assert parsed.file_errors == ("mapped_columns_not_found: Geb datum van kind",)
+    assert parsed.file_errors == (
+        "mapped_columns_not_found: The column mapping names columns the file does not have: "
+        "Geb datum van kind",
+    )
     assert parsed.pupils == ()
 
 
 def test_explicit_mapping_with_an_unknown_field_is_a_file_error() -> None:
     data = basic_csv(["1", "Hans", "Kok", "01-01-2012"])
     parsed = parse_pupil_csv(data, mapping={"shoe_size": "Leerlingnummer"})
-    assert parsed.file_errors == ("unknown_fields: shoe_size",)
+    assert parsed.file_errors == ("unknown_fields: The column mapping names unknown fields: shoe_size",)
 
 
 def test_explicit_mapping_may_not_use_one_column_twice() -> None:
     data = basic_csv(["1", "Hans", "Kok", "01-01-2012"])
     mapping = {"given_name": "Roepnaam", "family_name": "Roepnaam"}
     parsed = parse_pupil_csv(data, mapping=mapping)
-    assert parsed.file_errors == ("column_mapped_twice: Roepnaam",)
+    assert parsed.file_errors == (
+        "column_mapped_twice: The column mapping uses a column for more than one field: Roepnaam",
+    )
 
 
 # --- row values -----------------------------------------------------------------------------

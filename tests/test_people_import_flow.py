@@ -127,12 +127,21 @@ def summary_counts(html: str) -> dict[str, int]:
             re.findall(r'<th scope="row">([^<]+)</th><td>(\d+)</td>', html)}
 
 
-def rejected_rows(html: str) -> list[tuple[str, str, str, str]]:
-    """(row, number, field, reason) of every row in the preview's rejected table."""
-    table = html.split("<h2>Rejected rows</h2>", 1)
+REJECTED_ROW = re.compile(r'<tr><td>(\d+)</td><td>([^<]*)</td><td data-field="([^"]*)">([^<]*)</td>'
+                          r"<td>([^<]*)</td></tr>")
+
+
+def rejected_cells(html: str, heading: str = "Rejected rows") -> list[tuple[str, str, str, str, str]]:
+    """(row, number, field name, field label, reason) of every row in the preview's rejected table."""
+    table = html.split(f"<h2>{heading}</h2>", 1)
     if len(table) == 1:
         return []
-    return re.findall(r"<tr><td>(\d+)</td><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td></tr>", table[1])
+    return REJECTED_ROW.findall(table[1])
+
+
+def rejected_rows(html: str) -> list[tuple[str, str, str, str]]:
+    """(row, number, field name, reason) of every row in the preview's rejected table."""
+    return [(row, number, field, reason) for row, number, field, _label, reason in rejected_cells(html)]
 
 
 def done_counts(html: str) -> dict[str, int]:
@@ -303,7 +312,7 @@ def test_changed_class_is_one_update(logged_in: LoggedIn) -> None:
     batch_id = uploaded(client, magister(DAAN.replace(";1A;", ";2A;"), SANNE, MOHAMMED))
     html = client.get(f"/people/import/{batch_id}").get_data(as_text=True)
     assert summary_counts(html) == {"New pupils": 0, "Changed pupils": 1, "Unchanged": 2, "Rejected rows": 0}
-    assert "100234 Daan de Vries: group" in html
+    assert "100234 Daan de Vries: Group</li>" in html
     done = apply(client, batch_id)
     assert done_counts(done.get_data(as_text=True))["Changed pupils"] == 1
     assert people()["100234"].group == "2A"
@@ -412,7 +421,8 @@ def test_missing_column_is_shown_and_fixed_by_mapping(logged_in: LoggedIn) -> No
     batch_id = uploaded(client, content)
     html = client.get(f"/people/import/{batch_id}").get_data(as_text=True)
     assert "The file cannot be imported:" in html
-    assert "<li>missing_columns: Geboortedatum</li>" in html
+    assert "<li>The file lacks these required columns: Geboortedatum</li>" in html
+    assert "missing_columns" not in html  # the code is for scripts, not for people
     assert summary_counts(html)["New pupils"] == 0
     assert f'action="/people/import/{batch_id}/apply"' not in html
     assert apply(client, batch_id).status_code == 422
@@ -437,7 +447,7 @@ def test_mapping_to_an_unknown_column_is_a_file_error(logged_in: LoggedIn) -> No
     batch_id = uploaded(client, magister(*GOOD_ROWS))
     post(client, f"/people/import/{batch_id}/mapping", {"group": "Stamgroep X"})
     html = client.get(f"/people/import/{batch_id}").get_data(as_text=True)
-    assert "mapped_columns_not_found: Stamgroep X" in html
+    assert "<li>The column mapping names columns the file does not have: Stamgroep X</li>" in html
     assert apply(client, batch_id).status_code == 422
     assert count(Person) == 0
 
@@ -570,7 +580,8 @@ def test_cli_wrong_shape_fails_and_map_fixes_it(app: Flask, tmp_path: Path) -> N
                               .replace("Leerlingnummer", "Llnummer")))
     result = run_cli(app, str(path))
     assert result.exit_code == 1
-    assert "file: missing_columns: Leerlingnummer, Geboortedatum" in result.stderr
+    assert ("file: missing_columns: The file lacks these required columns: Leerlingnummer, Geboortedatum"
+            in result.stderr)
     assert count(Person) == 0
 
     result = run_cli(app, str(path), "--map", "birth_date=Geb.dat", "--map", "external_id=Llnummer")
@@ -597,3 +608,38 @@ def test_cli_refuses_a_missing_or_oversized_file(app: Flask, tmp_path: Path) -> 
     assert result.exit_code == 1
     assert "larger than 10 MB" in result.output
     assert count(Person) == 0
+
+
+# --- language ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("language", "heading", "expected"),
+    [
+        ("nl", "Afgekeurde regels", [
+            ("4", "100400", "birth_date", "Geboortedatum", "Geboortedatum 31-02-2013 bestaat niet"),
+            ("4", "100400", "guardian1_name", "Naam ouder/verzorger 1",
+             "Ouder/verzorger 1 heeft een e-mailadres maar geen naam"),
+        ]),
+        ("en", "Rejected rows", [
+            ("4", "100400", "birth_date", "Birth date", "Birth date 31-02-2013 does not exist"),
+            ("4", "100400", "guardian1_name", "Guardian 1 name",
+             "Guardian 1 has an e-mail address but no name"),
+        ]),
+    ],
+    ids=["dutch", "english"],
+)
+def test_preview_shows_reasons_and_fields_in_the_pages_language(
+    logged_in: LoggedIn, language: str, heading: str, expected: list[tuple[str, ...]]
+) -> None:
+    """Reasons and field names on the preview follow the browser's language; field codes stay put."""
+    client = logged_in("admin")
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = language
+    bad_row = "100400;Lisa;;Bakker;31-02-2013;2C;lisa.ouder@example.nl;;;"
+    batch_id = uploaded(client, magister(DAAN, SANNE, bad_row))
+    html = client.get(f"/people/import/{batch_id}").get_data(as_text=True)
+    assert rejected_cells(html, heading) == expected
+    label = expected[1][3]
+    assert f'<label for="m-guardian1_name">{label}</label>' in html
+    assert 'name="guardian1_name"' in html  # the form still posts the field codes
+    assert ">guardian1_name<" not in html and ">birth_date<" not in html

@@ -1,8 +1,9 @@
 """Pupils from CSV exports of Dutch pupil administrations (Magister, Somtoday, ParnasSys).
 
-Pure code, no Flask and no database: `parse_pupil_csv` turns the bytes of an export into
-validated pupils and row errors, and `plan_import` compares them with a snapshot of the
-register to say what an import would create, update or leave alone.
+No database: `parse_pupil_csv` turns the bytes of an export into validated pupils and row
+errors, and `plan_import` compares them with a snapshot of the register to say what an import
+would create, update or leave alone. Messages are in the request's language (`translate._`),
+English outside a request (the command line); error codes and field names never change.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..translate import _
 from .schemas import PersonCreate, normalise_email_address
 
 MAX_GUARDIANS = 4
@@ -92,16 +94,7 @@ GUARDIAN_SELF_EXPLAINING_WORDS: dict[str, str] = {
 
 DELIMITERS = (";", ",", "\t")
 
-FIELD_LABELS = {
-    "external_id": "Pupil number",
-    "given_name": "Given name",
-    "family_name": "Family name",
-    "birth_date": "Birth date",
-    "email": "E-mail address",
-    "group": "Group",
-}
-_GUARDIAN_KIND_LABELS = {"name": "name", "email": "e-mail address", "relation": "relation"}
-
+_GUARDIAN_FIELD = re.compile(r"guardian(?P<number>\d+)_(?P<kind>name|email|relation)")
 _NOT_ALPHANUMERIC = re.compile(r"[^0-9a-z]")
 _DATE_DMY = re.compile(r"(?P<day>\d{1,2})(?P<sep>[-/.])(?P<month>\d{1,2})(?P=sep)(?P<year>\d{4})")
 _DATE_YMD = re.compile(r"(?P<year>\d{4})-(?P<month>\d{1,2})-(?P<day>\d{1,2})")
@@ -205,7 +198,7 @@ class _FieldProblem(Exception):
     """A value that fails a check of this module (not of PersonCreate)."""
 
     def __init__(self, code: str, message: str) -> None:
-        """Keep the error code and the English message."""
+        """Keep the error code and the translated message."""
         super().__init__(message)
         self.code = code
         self.message = message
@@ -252,11 +245,34 @@ class ImportPlan:
 
 
 def field_label(field: str) -> str:
-    """An English name for one of our fields, for messages."""
-    if field in FIELD_LABELS:
-        return FIELD_LABELS[field]
-    number, _, kind = field.removeprefix("guardian").partition("_")
-    return f"Guardian {number} {_GUARDIAN_KIND_LABELS.get(kind, kind)}"
+    """The translated name of one of our fields (or of a changed field), for people to read."""
+    labels = {
+        "external_id": _("Pupil number"),
+        "given_name": _("Given name"),
+        "family_name_prefix": _("Family name prefix"),
+        "family_name": _("Family name"),
+        "birth_date": _("Birth date"),
+        "email": _("E-mail address"),
+        "group": _("Group"),
+        "guardians": _("Guardians"),  # the fields changed_fields may name besides FIELDS
+        "status": _("Status"),
+    }
+    if field in labels:
+        return labels[field]
+    match = _GUARDIAN_FIELD.fullmatch(field)
+    if match is None:
+        return field
+    number, kind = match["number"], match["kind"]
+    if kind == "name":
+        return _("Guardian %(number)s name", number=number)
+    if kind == "email":
+        return _("Guardian %(number)s e-mail address", number=number)
+    return _("Guardian %(number)s relation", number=number)
+
+
+def _file_error(code: str, message: str) -> str:
+    """A file error as "code: message": the code is for scripts, the message for people."""
+    return f"{code}: {message}"
 
 
 def detect_field(header: str) -> tuple[str, int] | None:
@@ -285,7 +301,9 @@ def _decode(data: bytes) -> tuple[str, str]:
         if "\x00" in text:
             break
         return text, encoding
-    raise ImportFormatError("undecodable: the file is not UTF-8 or Windows-1252 text")
+    raise ImportFormatError(
+        _file_error("undecodable", _("The file is not UTF-8 or Windows-1252 text."))
+    )
 
 
 def _detect_delimiter(text: str) -> str:
@@ -346,11 +364,19 @@ def _apply_mapping(
             columns[field] = index
     errors = []
     if unknown_fields:
-        errors.append("unknown_fields: " + ", ".join(unknown_fields))
+        errors.append(_file_error("unknown_fields", _(
+            "The column mapping names unknown fields: %(fields)s", fields=", ".join(unknown_fields)
+        )))
     if not_found:
-        errors.append("mapped_columns_not_found: " + ", ".join(not_found))
+        errors.append(_file_error("mapped_columns_not_found", _(
+            "The column mapping names columns the file does not have: %(columns)s",
+            columns=", ".join(not_found),
+        )))
     if used_twice:
-        errors.append("column_mapped_twice: " + ", ".join(used_twice))
+        errors.append(_file_error("column_mapped_twice", _(
+            "The column mapping uses a column for more than one field: %(columns)s",
+            columns=", ".join(used_twice),
+        )))
     return columns, switched_off, errors
 
 
@@ -368,18 +394,24 @@ def _resolve_columns(header: Sequence[str], mapping: Mapping[str, str]) -> dict[
             candidates.setdefault(field, []).append((preference, index))
     ambiguous: list[str] = []
     for field, found in candidates.items():
-        best = min(preference for preference, _ in found)
+        best = min(preference for preference, _index in found)
         indexes = [index for preference, index in found if preference == best]
         if len(indexes) > 1:
             ambiguous.append(" / ".join(header[index] for index in indexes))
         columns[field] = indexes[0]
     if ambiguous:
-        errors.append("ambiguous_columns: " + ", ".join(ambiguous))
+        errors.append(_file_error("ambiguous_columns", _(
+            "Several columns could hold the same field, choose one in the column mapping: "
+            "%(columns)s",
+            columns=", ".join(ambiguous),
+        )))
     if not columns and not mapping:
-        errors.append("no_header: the first line holds no known column names")
+        errors.append(_file_error("no_header", _("The first line holds no known column names.")))
     missing = [HEADER_ALIASES[field][0] for field in REQUIRED_FIELDS if field not in columns]
     if missing:
-        errors.append("missing_columns: " + ", ".join(missing))
+        errors.append(_file_error("missing_columns", _(
+            "The file lacks these required columns: %(columns)s", columns=", ".join(missing)
+        )))
     if errors:
         raise ImportFormatError(*errors)
     return dict(sorted(columns.items(), key=lambda item: _FIELD_POSITION[item[0]]))
@@ -390,14 +422,20 @@ def _parse_birth_date(text: str) -> date:
     match = _DATE_DMY.fullmatch(text) or _DATE_YMD.fullmatch(text)
     if match is None:
         if not text:
-            raise _FieldProblem("required", "Birth date is required")
+            raise _FieldProblem("required", _("%(field)s is required", field=field_label("birth_date")))
         if _DATE_SHORT_YEAR.fullmatch(text):
-            raise _FieldProblem("invalid_date", f"Birth date {text} needs a four-digit year")
-        raise _FieldProblem("invalid_date", f"Birth date {text} is not a dd-mm-yyyy date")
+            raise _FieldProblem(
+                "invalid_date", _("Birth date %(value)s needs a four-digit year", value=text)
+            )
+        raise _FieldProblem(
+            "invalid_date", _("Birth date %(value)s is not a dd-mm-yyyy date", value=text)
+        )
     try:
         return date(int(match["year"]), int(match["month"]), int(match["day"]))
     except ValueError:
-        raise _FieldProblem("invalid_date", f"Birth date {text} does not exist") from None
+        raise _FieldProblem(
+            "invalid_date", _("Birth date %(value)s does not exist", value=text)
+        ) from None
 
 
 def _email_key(email: str) -> str:
@@ -432,19 +470,22 @@ def _guardians_of_row(
             if name or relation:
                 problems[f"guardian{number}_email"] = (
                     "guardian_without_email",
-                    f"Guardian {number} has no e-mail address",
+                    _("Guardian %(number)s has no e-mail address", number=number),
                 )
             continue
         if not name:
             # Never invent a name (e.g. from the e-mail address): the school must supply it.
             problems[f"guardian{number}_name"] = (
                 "guardian_without_name",
-                f"Guardian {number} has an e-mail address but no name",
+                _("Guardian %(number)s has an e-mail address but no name", number=number),
             )
             if not _is_valid_email(email):
                 problems[f"guardian{number}_email"] = (
                     "invalid_email",
-                    f"{field_label(f'guardian{number}_email')} is not a valid e-mail address",
+                    _(
+                        "%(field)s is not a valid e-mail address",
+                        field=field_label(f"guardian{number}_email"),
+                    ),
                 )
             continue
         key = _email_key(email)
@@ -466,21 +507,28 @@ def _error_field(location: tuple[int | str, ...], guardian_numbers: Sequence[int
 
 
 def _describe(field: str, error: Mapping[str, Any]) -> tuple[str, str]:
-    """A code and a short English message for one pydantic error on a field."""
+    """A code and a short translated message for one pydantic error on a field."""
     label = field_label(field)
     kind = error["type"]
     # Length limits set after a validator come as too_short/too_long, not string_too_*.
     if kind in ("string_too_short", "too_short", "missing"):
-        return "required", f"{label} is required"
+        return "required", _("%(field)s is required", field=label)
     if kind in ("string_too_long", "too_long"):
-        return "too_long", f"{label} is longer than {error['ctx']['max_length']} characters"
+        return "too_long", _(
+            "%(field)s is longer than %(maximum)s characters",
+            field=label,
+            maximum=error["ctx"]["max_length"],
+        )
     if field == "email" or field.endswith("_email"):
-        return "invalid_email", f"{label} is not a valid e-mail address"
+        return "invalid_email", _("%(field)s is not a valid e-mail address", field=label)
     if kind == "value_error":
         code = "invalid_date" if field == "birth_date" else "invalid_value"
+        # The schemas' own messages are translated already.
         message = str(error["ctx"]["error"])
-        return code, f"{label}: {message[:1].lower()}{message[1:]}"
-    return "invalid_value", f"{label} is not valid"
+        return code, _(
+            "%(field)s: %(problem)s", field=label, problem=f"{message[:1].lower()}{message[1:]}"
+        )
+    return "invalid_value", _("%(field)s is not valid", field=label)
 
 
 def _pupil_from_row(
@@ -558,7 +606,11 @@ def _read_rows(
                     external_id or None,
                     None,
                     "too_many_cells",
-                    f"Row has {len(cells)} cells but the header has {width} columns",
+                    _(
+                        "Row has %(cells)s cells but the header has %(columns)s columns",
+                        cells=len(cells),
+                        columns=width,
+                    ),
                 )
             )
             continue
@@ -570,7 +622,10 @@ def _read_rows(
                     external_id,
                     "external_id",
                     "duplicate_external_id",
-                    f"Pupil number {external_id} already appears on an earlier row",
+                    _(
+                        "Pupil number %(number)s already appears on an earlier row",
+                        number=external_id,
+                    ),
                 )
             )
         elif external_id:
@@ -584,7 +639,9 @@ def _read_rows(
         if pupil is not None and not duplicate:
             pupils.append(pupil)
     if not data_rows:
-        raise ImportFormatError("no_rows: the file has a header but no pupils")
+        raise ImportFormatError(
+            _file_error("no_rows", _("The file has a header but no pupils."))
+        )
     return pupils, errors
 
 
@@ -596,26 +653,32 @@ def parse_pupil_csv(data: bytes, *, mapping: Mapping[str, str] | None = None) ->
         return ParsedFile((), (), exc.errors, "", "", {})
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
-        return ParsedFile((), (), ("empty_file: the file holds no text",), encoding, "", {})
+        problem = _file_error("empty_file", _("The file holds no text."))
+        return ParsedFile((), (), (problem,), encoding, "", {})
     delimiter = _detect_delimiter(text)
     # Row numbers count records as a spreadsheet shows them, blank lines included.
     numbered = enumerate(csv.reader(io.StringIO(text), delimiter=delimiter), start=1)
     columns: dict[str, int] = {}
     header: list[str] = []
     try:
-        for _, record in numbered:
+        for _row_number, record in numbered:
             header = [cell.strip() for cell in record]
             if any(header):
                 break
         else:
-            raise ImportFormatError("empty_file: the file holds only empty cells")
+            raise ImportFormatError(
+                _file_error("empty_file", _("The file holds only empty cells."))
+            )
         columns = _resolve_columns(header, mapping or {})
         pupils, errors = _read_rows(numbered, len(header), columns)
     except ImportFormatError as exc:
         named = {field: header[index] for field, index in columns.items()}
         return ParsedFile((), (), exc.errors, encoding, delimiter, named)
     except csv.Error as exc:
-        return ParsedFile((), (), (f"unreadable_csv: {exc}",), encoding, delimiter, {})
+        problem = _file_error(
+            "unreadable_csv", _("The file cannot be read as CSV: %(error)s", error=str(exc))
+        )
+        return ParsedFile((), (), (problem,), encoding, delimiter, {})
     named = {field: header[index] for field, index in columns.items()}
     return ParsedFile(_one_name_per_guardian(pupils), tuple(errors), (), encoding, delimiter, named)
 
@@ -674,7 +737,10 @@ def plan_import(parsed: ParsedFile, existing: Mapping[str, ExistingPupil]) -> Im
                     pupil.external_id,
                     "external_id",
                     "external_id_is_staff",
-                    f"Pupil number {pupil.external_id} belongs to a staff member in the register",
+                    _(
+                        "Pupil number %(number)s belongs to a staff member in the register",
+                        number=pupil.external_id,
+                    ),
                 )
             )
         elif fields := changed_fields(pupil, current):
