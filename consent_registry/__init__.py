@@ -11,7 +11,7 @@ from flask import Flask
 from flask_login import LoginManager
 from werkzeug.wrappers import Response
 
-from . import errors, i18n
+from . import errors, i18n, jobs, mail
 from .auth.access import allow_public, csrf, enforce_access, undeclared_endpoints
 from .config import (
     BaseConfig,
@@ -21,6 +21,7 @@ from .config import (
     settings_from_environment,
 )
 from .db import db, migrate
+from .ratelimit import limiter
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 login_manager = LoginManager()
@@ -105,10 +106,15 @@ def _register_blueprints(app: Flask) -> None:
     from .api import bp as api_bp
     from .auth.admin_views import bp as users_bp
     from .auth.views import bp as auth_bp
+    from .consent.public import bp as consent_public_bp
+    from .consent.views import bp as consent_bp
     from .people.import_views import bp as import_bp
     from .people.views import bp as people_bp
+    from .ratelimit import limit_blueprint
 
-    for blueprint in (main.bp, auth_bp, users_bp, people_bp, import_bp, api_bp):
+    limit_blueprint(consent_public_bp)
+    for blueprint in (main.bp, auth_bp, users_bp, people_bp, import_bp, consent_bp,
+                      consent_public_bp, api_bp):
         app.register_blueprint(blueprint)
 
 
@@ -146,6 +152,11 @@ def create_app(
     login_manager.session_protection = "strong"
     csrf.init_app(app)
     i18n.init_app(app)
+    limiter.init_app(app)
+    mail.init_app(app)
+    from .consent import sending  # noqa: F401  (its jobs register on import)
+
+    jobs.init_app(app)
     _register_blueprints(app)
     errors.init_app(app)
     csrf.exempt("consent_registry.api")

@@ -119,9 +119,23 @@ def audit_verify() -> None:
     sys.exit(1)
 
 
+consent = AppGroup("consent", help="Consent e-mails.")
+
+
+@consent.command("daily")
+def consent_daily() -> None:
+    """Send due reminders and turning-16 messages now (the worker also does this every morning)."""
+    from .consent.sending import send_reminders, send_turning_sixteen
+
+    reminders, sixteen = send_reminders(), send_turning_sixteen()
+    click.echo(f"reminders sent: {reminders}; turning-16 messages queued: {sixteen}")
+
+
 def register_commands(app: Flask) -> None:
     """Add the commands to `flask`."""
-    for command in (init_command, users, people, audit):
+    from .jobs import worker_command
+
+    for command in (init_command, users, people, audit, consent, worker_command):
         app.cli.add_command(command)
 
 

@@ -49,6 +49,37 @@ class BaseConfig:
     # Access control runs before the CSRF check, so a refused request is never told about CSRF.
     WTF_CSRF_CHECK_DEFAULT = False
     SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = {"pool_pre_ping": True}
+    # Consent
+    CHANNELS = ("facebook", "website", "newsletter", "schoolguide")
+    CONSENT_VALIDITY = "school-year"  # or "indefinite", or "months:N"
+    ALL_GUARDIANS_MUST_GRANT = False
+    CONSENT_LINK_DAYS = 14
+    MANAGE_LINK_DAYS = 365
+    REMINDER_AFTER_DAYS = 7
+    MAX_REMINDERS = 2
+    SCANNER_SECONDS = 10
+    MAX_SCAN_BYTES = 10 * 1024 * 1024
+    # Mail
+    MAIL = "outbox"  # or "smtp"
+    SMTP_HOST = "127.0.0.1"
+    SMTP_PORT = 25
+    SMTP_USERNAME: str | None = None
+    SMTP_PASSWORD: str | None = None
+    SMTP_TLS = "starttls"  # or "ssl", "none"
+    SMTP_TIMEOUT = 30
+    SMTP_CA_FILE: str | None = None
+    MAIL_FROM = "Consent registry <noreply@school.invalid>"
+    OUTBOX_DIR: str | None = None
+    MAIL_RATE_PER_SECOND = 10
+    # Jobs
+    JOBS = "embedded"  # or "redis"; "immediate" runs jobs inline (tests)
+    REDIS_URL = "redis://127.0.0.1:6379/0"
+    JOBS_SQLITE_PATH: str | None = None
+    JOBS_NAME = "consent-registry"
+    JOBS_WORKERS = 2
+    # Public pages (answer, manage, withdraw) are rate-limited per client address.
+    RATELIMIT_STORAGE_URI = "memory://"
+    PUBLIC_RATE_LIMIT = "60 per minute"
     TESTING = False
 
 
@@ -63,6 +94,8 @@ class TestConfig(BaseConfig):
     TESTING = True
     SECRET_KEY = "test-only-key-" + "x" * 32
     PASSWORD_HASH_FAST = True
+    JOBS = "immediate"
+    RATELIMIT_ENABLED = False
 
 
 class ProductionConfig(BaseConfig):

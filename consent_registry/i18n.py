@@ -59,6 +59,16 @@ LABELS = {
     },
     "person_role": {"pupil": lazy_gettext("Pupil"), "staff": lazy_gettext("Staff member")},
     "status": {"active": lazy_gettext("Active"), "left": lazy_gettext("Left school")},
+    "method": {
+        "email-link": lazy_gettext("e-mail link"), "paper": lazy_gettext("paper form"),
+        "import": lazy_gettext("import"), "in-person": lazy_gettext("in person"),
+    },
+    "recipient_state": {
+        "pending": lazy_gettext("waiting"), "sending": lazy_gettext("sending"),
+        "sent": lazy_gettext("sent"), "failed": lazy_gettext("failed"),
+        "skipped": lazy_gettext("no e-mail address"), "opened": lazy_gettext("opened"),
+        "answered": lazy_gettext("answered"), "expired": lazy_gettext("link expired"),
+    },
 }
 
 
@@ -74,6 +84,8 @@ def init_app(app: Flask) -> None:
         role_label=_labeller("role"),
         person_role_label=_labeller("person_role"),
         status_label=_labeller("status"),
+        method_label=_labeller("method"),
+        recipient_state_label=_labeller("recipient_state"),
         get_locale=get_locale,
         age_today=lambda birth_date: age_on(birth_date, utcnow().date()),
         import_field_label=field_label,

@@ -18,6 +18,7 @@ from conftest import StaffUser, bearer, log_in
 ALL = frozenset({"admin", "communications", "staff", "dpo"})
 WRITERS = frozenset({"admin", "staff"})
 ADMIN = frozenset({"admin"})
+REQUESTERS = frozenset({"admin", "staff", "communications"})
 PUBLIC = "public"
 
 # The specification: (endpoint, method) -> who may use it. A new route must be added here.
@@ -52,6 +53,26 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("people_import.preview", "GET"): ADMIN,
     ("people_import.set_mapping", "POST"): ADMIN,
     ("people_import.apply", "POST"): ADMIN,
+    ("consent.person_consents", "GET"): ALL,
+    ("consent.record_paper", "POST"): WRITERS,
+    ("consent.scan", "GET"): frozenset({"admin", "staff", "dpo"}),
+    ("consent.overview", "GET"): ALL,
+    ("consent.requests_list", "GET"): ALL,
+    ("consent.request_detail", "GET"): ALL,
+    ("consent.new_request", "GET"): REQUESTERS,
+    ("consent.request_preview_or_send", "POST"): REQUESTERS,
+    ("consent_public.answer", "GET"): PUBLIC,
+    ("consent_public.answer_submit", "POST"): PUBLIC,
+    ("consent_public.withdraw", "GET"): PUBLIC,
+    ("consent_public.withdraw_submit", "POST"): PUBLIC,
+    ("consent_public.manage", "GET"): PUBLIC,
+    ("consent_public.manage_submit", "POST"): PUBLIC,
+    ("consent_public.ask_manage_link", "GET"): PUBLIC,
+    ("consent_public.ask_manage_link_submit", "POST"): PUBLIC,
+    ("api.get_consents", "GET"): ALL,
+    ("api.post_consent", "POST"): WRITERS,
+    ("api.post_consent_request", "POST"): REQUESTERS,
+    ("api.get_consent_request", "GET"): ALL,
     ("api.openapi_json", "GET"): PUBLIC,
     ("api.list_people", "GET"): ALL,
     ("api.get_person_route", "GET"): ALL,
@@ -119,6 +140,9 @@ def path_values(app: Flask, users: dict[str, StaffUser]) -> dict[str, int | str]
         "batch_id": batch.id,
         "token_id": token.id if token else 1,
         "filename": "style.css",
+        "record_id": 1,
+        "request_id": 1,
+        "token": "not-a-real-token",
     }
     db.session.commit()
     return values

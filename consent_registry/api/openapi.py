@@ -8,6 +8,14 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from ..consent.schemas import (
+    ConsentIn,
+    ConsentRecordOut,
+    ConsentRequestCreated,
+    ConsentRequestIn,
+    ConsentRequestOut,
+    ConsentsOut,
+)
 from ..people.schemas import PersonCreate, PersonOut, PersonPage, PersonPatch
 
 
@@ -25,7 +33,10 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-_MODELS: list[type[BaseModel]] = [PersonCreate, PersonPatch, PersonOut, PersonPage, ErrorBody]
+_MODELS: list[type[BaseModel]] = [
+    PersonCreate, PersonPatch, PersonOut, PersonPage, ErrorBody, ConsentIn, ConsentRecordOut,
+    ConsentsOut, ConsentRequestIn, ConsentRequestCreated, ConsentRequestOut,
+]
 _ERROR_TEXT = {
     400: "Malformed request (bad JSON, bad query parameter)",
     401: "Missing or invalid bearer token",
@@ -106,6 +117,43 @@ def _paths() -> dict[str, Any]:
                 "requestBody": {"required": True, **_json(_ref(PersonPatch))},
                 "responses": {"200": {"description": "The changed person", **_json(_ref(PersonOut))},
                               **_errors(400, 401, 403, 404, 409, 413, 415, 422)},
+            },
+        },
+        "/api/v1/people/{person_id}/consents": {
+            "parameters": [_PERSON_ID],
+            "get": {
+                "operationId": "getConsents",
+                "summary": "Effective consent per channel now, and every record",
+                "responses": {"200": {"description": "Consents", **_json(_ref(ConsentsOut))},
+                              **_errors(401, 403, 404)},
+            },
+            "post": {
+                "operationId": "recordConsent",
+                "summary": "Record a decision made on paper, in person or in an import",
+                "requestBody": {"required": True, **_json(_ref(ConsentIn))},
+                "responses": {"201": {"description": "Recorded", **_json(_ref(ConsentRecordOut))},
+                              **_errors(400, 401, 403, 404, 413, 415, 422)},
+            },
+        },
+        "/api/v1/consent-requests": {
+            "post": {
+                "operationId": "createConsentRequest",
+                "summary": "E-mail the right deciders of these people a personal link",
+                "requestBody": {"required": True, **_json(_ref(ConsentRequestIn))},
+                "responses": {"202": {"description": "Accepted; mails go out in the background",
+                                      **_json(_ref(ConsentRequestCreated))},
+                              **_errors(400, 401, 403, 413, 415, 422)},
+            },
+        },
+        "/api/v1/consent-requests/{request_id}": {
+            "parameters": [{"name": "request_id", "in": "path", "required": True,
+                            "schema": {"type": "integer", "minimum": 1}}],
+            "get": {
+                "operationId": "getConsentRequest",
+                "summary": "Progress and each recipient's state",
+                "responses": {"200": {"description": "The request",
+                                      **_json(_ref(ConsentRequestOut))},
+                              **_errors(401, 403, 404)},
             },
         },
         "/api/v1/openapi.json": {

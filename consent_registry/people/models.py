@@ -28,6 +28,8 @@ class Person(db.Model):
     group: Mapped[str | None] = mapped_column("group_name", sa.String(40), index=True)
     status: Mapped[str] = mapped_column(sa.String(10), default="active")
     left_on: Mapped[date | None] = mapped_column(sa.Date)
+    # The language e-mails to this person are written in.
+    language: Mapped[str] = mapped_column(sa.String(5), default="nl", server_default="nl")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -55,6 +57,7 @@ class Guardian(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(200))
     email: Mapped[str] = mapped_column(sa.String(254), unique=True)
+    language: Mapped[str] = mapped_column(sa.String(5), default="nl", server_default="nl")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     child_links: Mapped[list[GuardianLink]] = relationship(back_populates="guardian")

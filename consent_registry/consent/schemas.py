@@ -1,0 +1,111 @@
+"""Shapes of consent data in the API, used to validate requests and to write the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from ..people.schemas import Strict
+
+
+class ConsentIn(Strict):
+    """A decision recorded on someone's behalf (paper form, import, in person)."""
+
+    channel: str = Field(min_length=1, max_length=32)
+    decision: Literal["granted", "refused", "withdrawn"]
+    method: Literal["paper", "import", "in-person"]
+    decided_by: str = Field(pattern=r"^(self|pupil|guardian:[0-9]{1,10})$",
+                            description='"self" (staff), "pupil" (16 or older) or "guardian:<id>"')
+    note: str | None = Field(default=None, max_length=500)
+
+
+class ConsentRecordOut(BaseModel):
+    """One append-only consent record."""
+
+    id: int
+    person_id: int
+    channel: str
+    decision: Literal["granted", "refused", "withdrawn"]
+    decided_by: str
+    method: Literal["email-link", "paper", "import", "in-person"]
+    entered_by: int | None
+    text_sha256: str
+    valid_from: str
+    valid_until: str | None
+    decided_at: str
+    possibly_scanner: bool
+    note: str | None
+    has_scan: bool
+
+
+class EffectiveOut(BaseModel):
+    """The effective consent for one channel now, and the records that decided it."""
+
+    state: Literal["granted", "refused", "withdrawn", "expired", "none"]
+    valid_until: str | None
+    record_ids: list[int]
+
+
+class ConsentsOut(BaseModel):
+    """A person's effective consent per channel, and every record."""
+
+    effective: dict[str, EffectiveOut]
+    history: list[ConsentRecordOut]
+
+
+class ConsentRequestIn(Strict):
+    """Ask the deciders of these people about these channels."""
+
+    person_ids: list[int] = Field(min_length=1, max_length=5000)
+    channels: list[str] = Field(min_length=1, max_length=10)
+    note: str | None = Field(default=None, max_length=300)
+    media_id: int | None = Field(default=None, ge=1)
+
+
+class ConsentRequestCreated(BaseModel):
+    """A request accepted for sending."""
+
+    id: int
+    recipients: int
+
+
+class RecipientOut(BaseModel):
+    """One decider asked about one person, and how far that got."""
+
+    id: int
+    person_id: int
+    decider: str
+    delivery: Literal["pending", "sending", "sent", "failed", "skipped"]
+    state: Literal["pending", "sending", "sent", "failed", "skipped", "opened", "answered",
+                   "expired"]
+    attempts: int
+    last_error: str | None
+    reminders_sent: int
+    sent_at: str | None
+    answered_at: str | None
+
+
+class ProgressOut(BaseModel):
+    """Counts of recipients per state."""
+
+    total: int
+    pending: int
+    sending: int
+    sent: int
+    failed: int
+    skipped: int
+    opened: int
+    answered: int
+
+
+class ConsentRequestOut(BaseModel):
+    """A request's progress and every recipient's state."""
+
+    id: int
+    channels: list[str]
+    note: str | None
+    media_id: int | None
+    created_at: str
+    progress: ProgressOut
+    recipients: list[RecipientOut]

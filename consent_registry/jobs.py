@@ -1,0 +1,444 @@
+"""Background jobs on Huey: embedded on SQLite with no extra server, or over Redis, same task code.
+
+Declare jobs at import time, before any app exists, with this module's decorators::
+
+    from consent_registry import jobs
+
+    @jobs.task(retries=3, retry_delay=30)
+    def render_variants(media_id: int) -> None:
+        ...
+
+    @jobs.periodic_task(jobs.crontab(minute="*/5"))
+    def sweep() -> None:
+        ...
+
+    render_variants.enqueue(media.id)           # or jobs.enqueue(render_variants, media.id)
+    render_variants.enqueue_in(60, media.id)    # or jobs.enqueue_in(60, render_variants, ...)
+    render_variants(media.id)                   # a plain call still runs it here and now
+
+The decorators only record the function and its options. `init_app(app)` builds the Huey instance
+the app's JOBS setting asks for and registers every recorded job on it, wrapped so that each run
+happens inside a fresh `app.app_context()` with its own database session, removed afterwards.
+Enqueueing looks up `current_app.extensions["huey"]`, so web code, commands and jobs themselves
+enqueue on their own app's queue. Options (retries, retry_delay, priority, expires, ...) are
+Huey's own and pass through unchanged.
+
+JOBS selects the queue:
+  "embedded"   SqliteHuey on JOBS_SQLITE_PATH (default <instance>/jobs.sqlite3); consume it with
+               `start_embedded_worker(app)` inside the web process, or with `flask worker`.
+  "redis"      PriorityRedisHuey on REDIS_URL; run `flask worker` on as many machines as needed.
+  "immediate"  MemoryHuey(immediate=True): a job runs synchronously when it is enqueued, through
+               the same wrapper (tests). Jobs enqueued with a delay are only stored, never run.
+Every app sharing a JOBS_NAME (and database file or Redis) shares one queue; a worker runs a job
+by its name, `<module>.<function>`, so workers must import the same job modules as the web app.
+
+What Huey guarantees, and what it does not:
+  * An enqueued message is durable in SQLite, and in Redis as far as Redis persists its data.
+  * A worker *removes* a message from the queue before running it and never acknowledges it:
+    delivery is at most once. A worker killed mid-job (SIGKILL, OOM, power loss) loses that job;
+    nothing is left stuck or half-claimed in the queue, but the work is simply not done.
+    `flask worker` stops gracefully on SIGTERM (and on SIGINT with huey 2.x): no new jobs are
+    taken and running ones finish. The embedded worker does the same at normal interpreter exit.
+  * A job that raises is retried `retries` times, `retry_delay` seconds apart; retries and delayed
+    jobs wait in the queue's schedule, so they survive restarts. After the last failure the error
+    is stored as the job's result and the job is dropped.
+  * Periodic tasks are computed from the clock (crontab in UTC), not stored: a minute in which no
+    consumer with periodic tasks runs is skipped, not caught up. Every consumer started with
+    periodic tasks enqueues them, so run exactly one such consumer per queue (`--no-periodic` on
+    the others), or make the periodic tasks harmless to run twice.
+Hence the recovery design: the database, not the queue, is the record of work to do. A job takes
+ids (never ORM objects), re-reads the current state, does nothing if the work is already done,
+and commits its result together with the "done" mark. A periodic sweeper re-enqueues work that
+the database shows unfinished for longer than a job may take; running a job twice is harmless.
+Do not rely on `huey.lock_task` for this: a worker that dies holding such a lock leaves it set.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextvars
+import functools
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+import click
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+from huey import MemoryHuey, PriorityRedisHuey, SqliteHuey, crontab
+from huey.api import Huey, Result, TaskWrapper
+from huey.consumer import Consumer, ConsumerStopped
+from huey.utils import normalize_time
+
+from .db import db
+
+__all__ = [
+    "MODES",
+    "EmbeddedWorker",
+    "Job",
+    "crontab",
+    "enqueue",
+    "enqueue_in",
+    "get_huey",
+    "init_app",
+    "periodic_task",
+    "registered_jobs",
+    "run_worker",
+    "start_embedded_worker",
+    "task",
+    "worker_command",
+]
+
+logger = logging.getLogger(__name__)
+
+MODES = ("embedded", "redis", "immediate")
+DEFAULTS: dict[str, Any] = {
+    "JOBS": "embedded",
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+    "JOBS_SQLITE_PATH": None,
+    "JOBS_NAME": "consent-registry",
+    "JOBS_WORKERS": 2,
+}
+# An idle SQLite worker polls with backoff up to this many seconds (Redis workers block instead).
+MAX_POLL_DELAY = 1.0
+EXIT_TIMEOUT = 10.0  # seconds the embedded worker lets running jobs finish at interpreter exit
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Job(Generic[P, R]):
+    """A function declared as a background job; enqueue it with `.enqueue`, or call it directly."""
+
+    def __init__(self, fn: Callable[P, R], options: dict[str, Any],
+                 schedule: Callable[[Any], bool] | None = None) -> None:
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.options = dict(options)
+        self.huey_name: str = self.options.pop("name", None) or fn.__name__
+        self.name = f"{fn.__module__}.{self.huey_name}"  # what Huey's registry and messages use
+        self.schedule = schedule
+
+    def __repr__(self) -> str:
+        kind = "periodic job" if self.schedule else "job"
+        return f"<{kind} {self.name}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the function here and now, as if it were not a job."""
+        return self.fn(*args, **kwargs)
+
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Result | None:
+        """Queue a run on the current app's queue; returns Huey's result handle."""
+        return _enqueue(self, args, kwargs)
+
+    def enqueue_in(self, seconds: float | timedelta, *args: P.args, **kwargs: P.kwargs) -> Result | None:
+        """Queue a run that starts no sooner than `seconds` from now."""
+        return _enqueue(self, args, kwargs, delay=seconds)
+
+
+_registry: dict[str, Job[..., Any]] = {}
+_registry_lock = threading.Lock()
+
+
+def _record(job: Job[P, R]) -> Job[P, R]:
+    """Add a job to the registry; two different functions may not share a name."""
+    with _registry_lock:
+        existing = _registry.get(job.name)
+        if existing is not None and existing.fn.__qualname__ != job.fn.__qualname__:
+            raise ValueError(f"two jobs are named {job.name}: pass name= to one of them")
+        _registry[job.name] = job
+    return job
+
+
+@overload
+def task(fn: Callable[P, R], /) -> Job[P, R]: ...
+@overload
+def task(**options: Any) -> Callable[[Callable[P, R]], Job[P, R]]: ...
+def task(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+    """Declare a job: `@task` or `@task(retries=3, retry_delay=10, priority=..., name=...)`."""
+    if fn is not None:
+        return _record(Job(fn, options))
+    return lambda func: _record(Job(func, options))
+
+
+def periodic_task(schedule: Callable[[Any], bool], **options: Any) -> Callable[[Callable[[], R]], Job[[], R]]:
+    """Declare a job that consumers with periodic tasks enqueue when `schedule(now)` says so.
+
+    `schedule` is usually `crontab(...)`, evaluated in UTC; the function takes no arguments.
+    """
+    return lambda func: _record(Job(func, options, schedule=schedule))
+
+
+def registered_jobs() -> dict[str, Job[..., Any]]:
+    """Every declared job by name (a copy)."""
+    with _registry_lock:
+        return dict(_registry)
+
+
+class JobQueue:
+    """One app's Huey instance and the Huey tasks registered on it for our jobs."""
+
+    def __init__(self, app: Flask, huey: Huey) -> None:
+        self.app = app
+        self.huey = huey
+        self._tasks: dict[str, TaskWrapper] = {}
+        self._lock = threading.Lock()
+
+    def task_for(self, job: Job[..., Any]) -> TaskWrapper:
+        """The Huey task of a job, registering it now if it was declared after init_app."""
+        with self._lock:
+            wrapper = self._tasks.get(job.name)
+            if wrapper is None:
+                wrapper = self._tasks[job.name] = self._register(job)
+            return wrapper
+
+    def register_all(self) -> None:
+        """Register every job declared so far (workers call this before they start)."""
+        for job in registered_jobs().values():
+            self.task_for(job)
+
+    def _register(self, job: Job[..., Any]) -> TaskWrapper:
+        run = _in_app_context(self.app, job.fn)
+        if job.schedule is not None:
+            return self.huey.periodic_task(job.schedule, name=job.huey_name, **job.options)(run)
+        return self.huey.task(name=job.huey_name, **job.options)(run)
+
+
+def _in_app_context(app: Flask, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a job so each run has its own app context and database session, and no request.
+
+    The run starts from empty context variables, so a job run inline (immediate mode) sees
+    neither the enqueuing request nor its app context, just as in a worker thread.
+    """
+
+    def in_context(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        with app.app_context():
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                db.session.remove()
+
+    @functools.wraps(fn)  # keeps __module__ and __name__: Huey names the task after them
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return contextvars.Context().run(in_context, args, kwargs)
+
+    return run
+
+
+def _setting(app: Flask, key: str) -> Any:
+    return app.config.get(key, DEFAULTS[key])
+
+
+def _make_huey(app: Flask) -> Huey:
+    """The Huey instance JOBS asks for."""
+    mode, name = _setting(app, "JOBS"), _setting(app, "JOBS_NAME")
+    if mode == "embedded":
+        path = Path(_setting(app, "JOBS_SQLITE_PATH") or Path(app.instance_path) / "jobs.sqlite3")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SqliteHuey(name, filename=str(path))
+    if mode == "redis":
+        return PriorityRedisHuey(name, url=_setting(app, "REDIS_URL"))
+    if mode == "immediate":
+        return MemoryHuey(name, immediate=True)
+    raise RuntimeError(f"JOBS must be one of {', '.join(MODES)}, not {mode!r}")
+
+
+def init_app(app: Flask) -> Huey:
+    """Create the app's queue, register every declared job on it; calling it again is harmless."""
+    if "jobs" not in app.extensions:
+        huey = _make_huey(app)
+        queue = JobQueue(app, huey)
+        queue.register_all()
+        app.extensions["huey"] = huey
+        app.extensions["jobs"] = queue
+    return app.extensions["huey"]
+
+
+def _queue(app: Flask | None = None) -> JobQueue:
+    app = app if app is not None else current_app._get_current_object()  # type: ignore[attr-defined]
+    try:
+        return app.extensions["jobs"]
+    except KeyError:
+        raise RuntimeError("background jobs are not set up: call jobs.init_app(app)") from None
+
+
+def get_huey(app: Flask | None = None) -> Huey:
+    """The Huey instance of an app (default: the current app)."""
+    return _queue(app).huey
+
+
+def _enqueue(job: Job[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+             delay: float | timedelta | None = None) -> Result | None:
+    if not isinstance(job, Job):
+        raise TypeError(f"{job!r} is not a job: declare it with @jobs.task")
+    queue = _queue()
+    wrapper = queue.task_for(job)
+    # Built directly, not through TaskWrapper.__call__, which would take kwargs such as `id`,
+    # `priority` or `delay` meant for the job as options of its own.
+    eta = None if delay is None else normalize_time(delay=delay, utc=queue.huey.utc)
+    return queue.huey.enqueue(wrapper.task_class(args, kwargs, eta=eta))
+
+
+def enqueue(job: Job[P, Any], *args: P.args, **kwargs: P.kwargs) -> Result | None:
+    """Queue a run of a job on the current app's queue."""
+    return _enqueue(job, args, kwargs)
+
+
+def enqueue_in(seconds: float | timedelta, job: Job[P, Any], *args: P.args,
+               **kwargs: P.kwargs) -> Result | None:
+    """Queue a run of a job that starts no sooner than `seconds` from now."""
+    return _enqueue(job, args, kwargs, delay=seconds)
+
+
+def _consumer(app: Flask, workers: int | None, periodic: bool,
+              consumer_class: type[Consumer] = Consumer, **extra: Any) -> Consumer:
+    """A thread-based Huey consumer for an app's queue, with every declared job registered."""
+    init_app(app)
+    queue = _queue(app)
+    if queue.huey.immediate:
+        raise RuntimeError("JOBS is 'immediate': jobs run when enqueued, there is no queue to consume")
+    queue.register_all()
+    return consumer_class(
+        queue.huey,
+        workers=workers or _setting(app, "JOBS_WORKERS"),
+        periodic=periodic,
+        worker_type="thread",
+        initial_delay=0.1,
+        backoff=1.15,
+        max_delay=MAX_POLL_DELAY,
+        check_worker_health=True,
+        **extra,
+    )
+
+
+def run_worker(app: Flask, workers: int | None = None, periodic: bool = True) -> None:
+    """Run a consumer for the app's queue in this process until it is stopped; main thread only.
+
+    SIGTERM (where huey supports choosing it; SIGINT on huey 2.x) stops gracefully: running jobs
+    finish first. The other of the two stops at once, losing the running jobs' messages.
+    """
+    _stop_embedded()  # this process becomes a dedicated worker; do not consume twice
+    extra = {}
+    if "graceful_signal" in inspect.signature(Consumer.__init__).parameters:
+        extra["graceful_signal"] = "TERM"  # what systemd, Docker and Kubernetes send
+    consumer = _consumer(app, workers, periodic, **extra)
+    logger.info("jobs worker for %r (%s): %d threads, periodic tasks %s",
+                _setting(app, "JOBS_NAME"), _setting(app, "JOBS"), consumer.workers,
+                "on" if periodic else "off")
+    consumer.run()
+
+
+class _QuietConsumer(Consumer):
+    """A consumer that leaves the process's signal handlers alone (it is a guest there)."""
+
+    def _set_signal_handlers(self) -> None:
+        pass
+
+
+class EmbeddedWorker:
+    """A consumer running in daemon threads of the current process."""
+
+    def __init__(self, app: Flask, consumer: Consumer | None) -> None:
+        self.app = app
+        self.consumer = consumer
+        self._supervisor = threading.Thread(target=self._supervise, name="jobs-supervisor",
+                                            daemon=True)
+        self._stopped = consumer is None
+
+    @property
+    def running(self) -> bool:
+        """Whether the consumer is still running."""
+        return not self._stopped
+
+    def _start(self) -> None:
+        if self.consumer is None:
+            return
+        self.consumer.start()  # scheduler and worker threads, all daemons
+        self._supervisor.start()
+        atexit.register(self._stop_at_exit)
+
+    def _supervise(self) -> None:
+        """Restart dead workers now and then, as the consumer's main loop would, until stopped."""
+        assert self.consumer is not None
+        checked = time.monotonic()
+        while True:
+            try:
+                checked = self.consumer.loop(checked)
+            except ConsumerStopped:
+                return
+
+    def stop(self, timeout: float | None = 30.0) -> bool:
+        """Take no new jobs, let running ones finish (up to `timeout` s); True when all stopped."""
+        global _embedded
+        with _embedded_lock:
+            if _embedded is self:
+                _embedded = None
+        if self.consumer is None:
+            return True
+        self._stopped = True
+        atexit.unregister(self._stop_at_exit)
+        self.consumer.stop_flag.set()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        threads = [self._supervisor, self.consumer.scheduler,
+                   *(thread for _, thread in self.consumer.worker_threads)]
+        for thread in threads:
+            if thread.ident is not None:  # started
+                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in threads)
+
+    def _stop_at_exit(self) -> None:
+        self.stop(EXIT_TIMEOUT)
+
+
+_embedded: EmbeddedWorker | None = None
+_embedded_lock = threading.Lock()
+
+
+def start_embedded_worker(app: Flask, *, workers: int | None = None,
+                          periodic: bool = True) -> EmbeddedWorker:
+    """Consume the app's queue in daemon threads of this process; returns a handle with `.stop()`.
+
+    One per process: calling it again for the same app returns the running handle, for another
+    app it raises. In immediate mode there is nothing to consume and the handle does nothing.
+    """
+    global _embedded
+    init_app(app)
+    with _embedded_lock:
+        if _embedded is not None:
+            if _embedded.app is app:
+                return _embedded
+            raise RuntimeError("an embedded jobs worker already runs in this process for another app")
+        consumer = None if get_huey(app).immediate else _consumer(
+            app, workers, periodic, consumer_class=_QuietConsumer)
+        handle = EmbeddedWorker(app, consumer)
+        handle._start()
+        if consumer is not None:
+            _embedded = handle
+        return handle
+
+
+def _stop_embedded() -> None:
+    with _embedded_lock:
+        handle = _embedded
+    if handle is not None:
+        handle.stop()
+
+
+@click.command("worker")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker threads (default: the JOBS_WORKERS setting).")
+@click.option("--periodic/--no-periodic", default=True, show_default=True,
+              help="Also enqueue periodic tasks; exactly one worker per queue should.")
+@with_appcontext
+def worker_command(workers: int | None, periodic: bool) -> None:
+    """Run background jobs until stopped (SIGTERM: finish running jobs first)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        run_worker(current_app._get_current_object(), workers, periodic)  # type: ignore[attr-defined]
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
