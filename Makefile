@@ -38,7 +38,7 @@ db: setup
 	$(VENV)/bin/flask init
 
 run: db
-	$(VENV)/bin/flask run --host $(HOST) --port $(PORT)
+	CONSENT_REGISTRY_EMBEDDED_WORKER=1 $(VENV)/bin/flask run --host $(HOST) --port $(PORT)
 
 # Browser tests drive Debian's Chromium; Playwright's own browser download is never used.
 browser:

@@ -29,6 +29,9 @@ JOBS selects the queue:
   "redis"      PriorityRedisHuey on REDIS_URL; run `flask worker` on as many machines as needed.
   "immediate"  MemoryHuey(immediate=True): a job runs synchronously when it is enqueued, through
                the same wrapper (tests). Jobs enqueued with a delay are only stored, never run.
+Enqueue after the commit that makes the job's work visible, with ids read *before* that commit:
+reading an expired object afterwards opens a new transaction, and on SQLite every transaction
+holds the write lock (BEGIN IMMEDIATE), so an inline job would wait for it and fail "locked".
 Every app sharing a JOBS_NAME (and database file or Redis) shares one queue; a worker runs a job
 by its name, `<module>.<function>`, so workers must import the same job modules as the web app.
 
@@ -42,7 +45,8 @@ What Huey guarantees, and what it does not:
   * A job that raises is retried `retries` times, `retry_delay` seconds apart; retries and delayed
     jobs wait in the queue's schedule, so they survive restarts. After the last failure the error
     is stored as the job's result and the job is dropped.
-  * Periodic tasks are computed from the clock (crontab in UTC), not stored: a minute in which no
+  * Periodic tasks are computed from the clock (Huey's crontab reads UTC; this module's
+    `crontab(..., tz="Europe/Amsterdam")` reads local time), not stored: a minute in which no
     consumer with periodic tasks runs is skipped, not caught up. Every consumer started with
     periodic tasks enqueues them, so run exactly one such consumer per queue (`--no-periodic` on
     the others), or make the periodic tasks harmless to run twice.
@@ -51,6 +55,8 @@ ids (never ORM objects), re-reads the current state, does nothing if the work is
 and commits its result together with the "done" mark. A periodic sweeper re-enqueues work that
 the database shows unfinished for longer than a job may take; running a job twice is harmless.
 Do not rely on `huey.lock_task` for this: a worker that dies holding such a lock leaves it set.
+Results: a job's return value (unless None) and a finally failed job's error are kept in the queue's
+store until someone reads them, so fire-and-forget jobs should return None.
 """
 
 from __future__ import annotations
@@ -63,14 +69,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Generic, ParamSpec, TypeVar, overload
+from zoneinfo import ZoneInfo
 
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
-from huey import MemoryHuey, PriorityRedisHuey, SqliteHuey, crontab
+from huey import MemoryHuey, PriorityRedisHuey, SqliteHuey
+from huey import crontab as huey_crontab
 from huey.api import Huey, Result, TaskWrapper
 from huey.consumer import Consumer, ConsumerStopped
 from huey.utils import normalize_time
@@ -169,9 +177,28 @@ def task(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
 def periodic_task(schedule: Callable[[Any], bool], **options: Any) -> Callable[[Callable[[], R]], Job[[], R]]:
     """Declare a job that consumers with periodic tasks enqueue when `schedule(now)` says so.
 
-    `schedule` is usually `crontab(...)`, evaluated in UTC; the function takes no arguments.
+    `schedule` is usually `crontab(...)` (UTC unless given tz=); the function takes no arguments.
     """
     return lambda func: _record(Job(func, options, schedule=schedule))
+
+
+def crontab(minute: str = "*", hour: str = "*", day: str = "*", month: str = "*",
+            day_of_week: str = "*", *, tz: str | None = None) -> Callable[[datetime], bool]:
+    """Huey's crontab, read in time zone `tz` (e.g. "Europe/Amsterdam") instead of UTC.
+
+    Huey hands periodic schedules the current moment as a naive UTC datetime; with `tz`, that
+    moment is first converted, so `crontab(hour="8", minute="0", tz=...)` follows summer time.
+    """
+    check = huey_crontab(minute, hour, day, month, day_of_week)
+    if tz is None:
+        return check
+    zone = ZoneInfo(tz)
+
+    def in_zone(moment: datetime) -> bool:
+        aware = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+        return check(aware.astimezone(zone).replace(tzinfo=None))
+
+    return in_zone
 
 
 def registered_jobs() -> dict[str, Job[..., Any]]:
@@ -281,6 +308,10 @@ def _enqueue(job: Job[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
     # Built directly, not through TaskWrapper.__call__, which would take kwargs such as `id`,
     # `priority` or `delay` meant for the job as options of its own.
     eta = None if delay is None else normalize_time(delay=delay, utc=queue.huey.utc)
+    if queue.huey.immediate and eta is None:
+        # The job runs right here with its own session; end the caller's transaction first, as a
+        # real queue would only see committed data (and SQLite would make the job wait for it).
+        db.session.commit()
     return queue.huey.enqueue(wrapper.task_class(args, kwargs, eta=eta))
 
 
@@ -437,8 +468,8 @@ def _stop_embedded() -> None:
 @with_appcontext
 def worker_command(workers: int | None, periodic: bool) -> None:
     """Run background jobs until stopped (SIGTERM: finish running jobs first)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if init_app(app).immediate:
+        raise click.ClickException("JOBS is 'immediate': jobs run when enqueued, there is no worker to run")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        run_worker(current_app._get_current_object(), workers, periodic)  # type: ignore[attr-defined]
-    except RuntimeError as exc:
-        raise click.ClickException(str(exc)) from None
+    run_worker(app, workers, periodic)

@@ -243,3 +243,16 @@ def page(browser: Any, request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
     tab.set_default_timeout(10_000)
     yield tab
     context.close()
+
+
+@pytest.fixture
+def smtp(app: Flask) -> Iterator[Any]:
+    """A real SMTP server on 127.0.0.1 (STARTTLS and login) that the app sends all mail through."""
+    from smtp_server import SMTPTestServer
+
+    from consent_registry import mail
+
+    with SMTPTestServer(tls="starttls", auth=("registry", "mail-password")) as server:
+        app.config.update(server.settings())
+        mail.init_app(app)
+        yield server

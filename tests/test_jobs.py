@@ -228,6 +228,14 @@ def test_periodic_tasks_are_registered_and_run_by_the_consumer(
     wait_for((tmp_path / "periodic").exists)
 
 
+def test_crontab_can_follow_the_school_clock() -> None:
+    """Huey passes naive UTC moments; tz= reads them on the local clock, summer time included."""
+    eight = jobs.crontab(hour="8", minute="0", tz="Europe/Amsterdam")
+    assert eight(datetime(2026, 1, 15, 7, 0)) and eight(datetime(2026, 7, 15, 6, 0))
+    assert not eight(datetime(2026, 1, 15, 8, 0))
+    assert jobs.crontab(hour="8", minute="0")(datetime(2026, 1, 15, 8, 0))  # plain: UTC
+
+
 def test_worker_command_is_a_flask_command(tmp_path: Path) -> None:
     """`flask worker --help` documents its options; in immediate mode there is nothing to run."""
     app = make_app(tmp_path, "immediate")

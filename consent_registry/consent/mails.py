@@ -27,7 +27,7 @@ def _language(language: str | None) -> str:
     return language if language in ("nl", "en") else "nl"
 
 
-def _render(name: str, language: str, subject: Callable[[], str], to: str,
+def _render(template: str, language: str, subject: Callable[[], str], to: str,
             headers: dict[str, str] | None = None, **context: object) -> Mail:
     """Render the subject and the text and HTML bodies of one mail in the language."""
     with force_locale(language):
@@ -35,8 +35,8 @@ def _render(name: str, language: str, subject: Callable[[], str], to: str,
         return Mail(
             to=to,
             subject=subject(),
-            text=render_template(f"mail/{name}.txt", **context),
-            html=render_template(f"mail/{name}.html", **context),
+            text=render_template(f"mail/{template}.txt", **context),
+            html=render_template(f"mail/{template}.html", **context),
             language=language,
             headers=headers or {},
         )
@@ -85,15 +85,14 @@ def request_mail(recipient: ConsentRecipient, *, reminder: bool = False,
     )
 
 
-def confirmation_mail(recipient: ConsentRecipient, decisions: dict[str, str]) -> Mail:
+def confirmation_mail(*, to: str, language: str, ref: DeciderRef, person: Person,
+                      decisions: dict[str, str]) -> Mail:
     """What was decided, with a withdraw link and the manage link."""
-    person: Person = recipient.person
-    language = _language(recipient.language)
-    ref = decider_ref(recipient)
+    language = _language(language)
     return _render(
         "confirmation", language,
         lambda: _("Your answer about %(name)s has been recorded", name=person.given_name),
-        recipient.email or "", name=person.given_name, full_name=person.full_name,
+        to, name=person.given_name, full_name=person.full_name,
         decisions=[(text_for(c, language)[0], d) for c, d in decisions.items()],
         withdraw_url=external_url("consent_public.withdraw",
                                   token=withdraw_token(ref, person.id)),

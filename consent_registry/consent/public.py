@@ -160,7 +160,7 @@ def answer_submit(token: str) -> tuple[str, int]:
         return _dead_link("no_longer", 410)
     found.answered_at = utcnow()
     db.session.commit()
-    enqueue(send_confirmation, found.id, choices)
+    enqueue(send_confirmation, ref.encode(), found.person_id, choices)
     return render_template(
         "consent/confirmed.html", person=found.person, decisions=choices,
         titles={c: text_for(c, _page_language())[0] for c in choices},
@@ -320,11 +320,15 @@ def manage_submit(token: str) -> tuple[str, int]:
     if errors:
         return _manage_page(ref, token, 422, errors)
     fingerprint = client_fingerprint(request.remote_addr, request.user_agent.string)
+    confirmations: dict[int, dict[str, str]] = {}
     for person, purpose, value, kind, guardian_id in changes:
         record_decision(person=person, channel=purpose, decision=value, decider_kind=kind,
                         guardian_id=guardian_id, method="email-link", actor=_actor_for(ref),
                         language=_page_language(), client_hash=fingerprint)
+        confirmations.setdefault(person.id, {})[purpose] = value
     db.session.commit()
+    for person_id, decisions in confirmations.items():
+        enqueue(send_confirmation, ref.encode(), person_id, decisions)
     return _manage_page(ref, token, saved=True)
 
 

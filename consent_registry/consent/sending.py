@@ -12,14 +12,14 @@ from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 from flask import current_app
-from huey import crontab
 
 from ..audit import SYSTEM, record
 from ..db import db, utcnow
-from ..jobs import enqueue, enqueue_in, periodic_task, task
+from ..jobs import crontab, enqueue, enqueue_in, periodic_task, task
 from ..mail import Mail, MailError, PermanentMailError, TransientMailError, get_mailer
 from ..people.age import AGE_OF_SELF_DECISION, age_on
-from ..people.models import Person
+from ..people.models import Guardian, Person
+from .links import DeciderRef
 from .mails import confirmation_mail, request_mail, turning_sixteen_mail
 from .models import ConsentRecipient, Notice
 from .service import effective_all, is_decider
@@ -117,14 +117,17 @@ def send_one(mail: Mail) -> None:
 
 
 @task(retries=20, retry_delay=60)
-def send_confirmation(recipient_id: int, decisions: dict[str, str]) -> None:
-    """Confirm an answer by e-mail, with the withdraw and manage links; retried while SMTP is down."""
-    recipient = db.session.get(ConsentRecipient, recipient_id)
-    if recipient is None or not recipient.email:
+def send_confirmation(decider: str, person_id: int, decisions: dict[str, str]) -> None:
+    """Confirm decisions by e-mail, with the withdraw and manage links; retried while SMTP is down."""
+    ref = DeciderRef.decode(decider)
+    person = db.session.get(Person, person_id)
+    owner = db.session.get(Guardian if ref.kind == "guardian" else Person, ref.id)
+    if person is None or owner is None or not owner.email:
         return
-    send_one(confirmation_mail(recipient, decisions))
-    record("consent_mail:confirmation", actor=SYSTEM, subject_type="person",
-           subject_id=recipient.person_id, details={"recipient_id": recipient.id})
+    send_one(confirmation_mail(to=owner.email, language=owner.language, ref=ref, person=person,
+                               decisions=decisions))
+    record("consent_mail:confirmation", actor=SYSTEM, subject_type="person", subject_id=person_id,
+           details={"decider": decider, "channels": sorted(decisions)})
     db.session.commit()
 
 
@@ -244,7 +247,7 @@ def sweep_every_minute() -> None:
     sweep()
 
 
-@periodic_task(crontab(hour="8", minute="0"))
+@periodic_task(crontab(hour="8", minute="0", tz="Europe/Amsterdam"))
 def daily_consent_mail() -> None:
     """Reminders and turning-16 messages, once a day."""
     send_reminders()
