@@ -23,7 +23,7 @@ EVENTS = 2000
 PUPILS = 1500
 
 
-def _pupil_file(n: int, *, klas: str = "1A") -> bytes:
+def _pupil_file(n: int, *, klas: str = "1A", first_year: int = 2010) -> bytes:
     """A Magister-like export of n pupils with two guardians each."""
     out = io.StringIO()
     writer = csv.writer(out, delimiter=";")
@@ -31,7 +31,7 @@ def _pupil_file(n: int, *, klas: str = "1A") -> bytes:
                      "Klas", "E-mail ouder/verzorger 1", "Naam ouder/verzorger 1",
                      "E-mail ouder/verzorger 2", "Naam ouder/verzorger 2"])
     for i in range(n):
-        born = date(2010 + i % 5, 1 + i % 12, 1 + i % 28)
+        born = date(first_year + i % 5, 1 + i % 12, 1 + i % 28)
         writer.writerow([f"{100000 + i}", f"Kind{i}", "van" if i % 3 == 0 else "", f"Achter{i}",
                          born.strftime("%d-%m-%Y"), klas, f"ouder{i}a@example.nl", f"Ouder {i} A",
                          f"ouder{i}b@example.nl", f"Ouder {i} B"])
