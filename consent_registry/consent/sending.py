@@ -46,6 +46,7 @@ def _claim_next(request_id: int, now: datetime) -> ConsentRecipient | None:
             ).order_by(ConsentRecipient.id).limit(1)
         ).scalar_one_or_none()
         if candidate is None:
+            db.session.commit()  # end the read: on SQLite even a read holds the write lock
             return None
         claimed = db.session.execute(
             sa.update(ConsentRecipient)
