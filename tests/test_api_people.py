@@ -287,3 +287,20 @@ def test_no_json_body_ever_gives_a_500(client: FlaskClient, tokens: dict[str, st
                            headers=bearer(tokens["admin"]))
     assert response.status_code in (201, 400, 409, 422), response.get_json()
     conforms(response, check_request=False)
+
+
+def test_language_of_mails_is_kept_per_person_and_guardian(api) -> None:
+    """Dutch unless given; a guardian's language is kept when later rows leave it out."""
+    body = pupil(language="en", guardians=[{"name": "Sam Lee", "email": "sam@example.org",
+                                            "language": "en"}])
+    person = conforms(api("POST", "/people", json=body)).get_json()
+    assert person["language"] == "en" and person["guardians"][0]["language"] == "en"
+    sibling = conforms(api("POST", "/people", json=pupil(
+        external_id="S2", guardians=[{"name": "Sam Lee", "email": "sam@example.org"}]))).get_json()
+    assert sibling["language"] == "nl" and sibling["guardians"][0]["language"] == "en"
+    cleared = conforms(api("PATCH", f"/people/{person['id']}", json={"language": None}),
+                       check_request=False)
+    assert cleared.status_code == 422 and "language" in cleared.get_json()["error"]["fields"]
+    wrong = conforms(api("PATCH", f"/people/{person['id']}", json={"language": "de"}),
+                     check_request=False)
+    assert wrong.status_code == 422

@@ -121,6 +121,7 @@ def edit_form(person: Person, **changes: str) -> dict[str, str]:
         "family_name": person.family_name, "birth_date": person.birth_date.isoformat(),
         "role": person.role, "email": person.email or "", "group": person.group or "",
         "status": person.status, "left_on": person.left_on.isoformat() if person.left_on else "",
+        "language": person.language,
     }
     form.update(changes)
     return form

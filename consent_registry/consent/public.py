@@ -309,7 +309,9 @@ def manage_submit(token: str) -> tuple[str, int]:
         if not key.startswith("d_") or not value:
             continue
         person_id, _sep, purpose = key.removeprefix("d_").partition("_")
-        person = people.get(int(person_id)) if person_id.isdigit() else None
+        # ASCII digits only, and short: int() fails on "²" and on numbers of over 4300 digits.
+        plain = person_id.isascii() and person_id.isdigit() and len(person_id) <= 18
+        person = people.get(int(person_id)) if plain else None
         kind, guardian_id = _decider_args(ref, person) if person else ("", None)
         if (person is None or purpose not in purposes() or value not in (*ANSWERS, "withdrawn")
                 or not is_decider(person, kind=kind, guardian_id=guardian_id, on=today)):

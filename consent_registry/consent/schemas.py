@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
@@ -54,13 +54,17 @@ class ConsentsOut(BaseModel):
     history: list[ConsentRecordOut]
 
 
+# Ids are 32-bit integers in the database; larger ones cannot exist and would overflow the query.
+DatabaseId = Annotated[int, Field(ge=1, le=2**31 - 1)]
+
+
 class ConsentRequestIn(Strict):
     """Ask the deciders of these people about these channels."""
 
-    person_ids: list[int] = Field(min_length=1, max_length=5000)
+    person_ids: list[DatabaseId] = Field(min_length=1, max_length=5000)
     channels: list[str] = Field(min_length=1, max_length=10)
     note: str | None = Field(default=None, max_length=300)
-    media_id: int | None = Field(default=None, ge=1)
+    media_id: DatabaseId | None = None
 
 
 class ConsentRequestCreated(BaseModel):

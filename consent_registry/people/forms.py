@@ -10,7 +10,7 @@ from werkzeug.datastructures import MultiDict
 from ..api.errors import validation_fields
 
 PERSON_FORM_FIELDS = ("external_id", "given_name", "family_name", "birth_date", "role", "email",
-                      "group")
+                      "group", "language")
 GUARDIAN_ROWS = 2
 M = TypeVar("M", bound=BaseModel)
 
@@ -24,6 +24,8 @@ def _value(form: MultiDict[str, str], name: str) -> str | None:
 def person_document(form: MultiDict[str, str], *, with_guardians: bool) -> dict[str, Any]:
     """The JSON-like document a person form describes."""
     document: dict[str, Any] = {name: _value(form, name) for name in PERSON_FORM_FIELDS}
+    if document["language"] is None:
+        del document["language"]  # a language cannot be cleared; absent means unchanged
     if with_guardians:
         document["guardians"] = [
             {"name": _value(form, f"guardian{i}_name") or "",

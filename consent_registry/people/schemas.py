@@ -70,6 +70,7 @@ ExternalId = Annotated[
     str, AfterValidator(_clean_text), Field(min_length=1, max_length=64)
 ]
 Group = Annotated[str, AfterValidator(_clean_text), Field(max_length=40)]
+Language = Literal["nl", "en"]
 
 
 class Strict(BaseModel):
@@ -92,6 +93,8 @@ class GuardianIn(Strict):
     name: Name
     email: Email
     relation: Annotated[Text, Field(max_length=40)] | None = None
+    # The language of the e-mails to this guardian; left out, it stays as it is (Dutch when new).
+    language: Language | None = None
 
 
 class PersonCreate(Strict):
@@ -104,6 +107,7 @@ class PersonCreate(Strict):
     role: Literal["pupil", "staff"]
     email: Email | None = None
     group: Group | None = None
+    language: Language = "nl"
     guardians: list[GuardianIn] = Field(default_factory=list, max_length=6)
 
     @field_validator("guardians")
@@ -125,12 +129,13 @@ class PersonPatch(Strict):
     role: Literal["pupil", "staff"] | None = None
     email: Email | None = None
     group: Group | None = None
+    language: Language | None = None
     status: Literal["active", "left"] | None = None
     left_on: IsoDate | None = None
     guardians: list[GuardianIn] | None = Field(default=None, max_length=6)
 
     @field_validator(
-        "external_id", "given_name", "family_name", "birth_date", "role", "status"
+        "external_id", "given_name", "family_name", "birth_date", "role", "status", "language"
     )
     @classmethod
     def _not_cleared(cls, value: Any) -> Any:
@@ -153,6 +158,7 @@ class GuardianOut(BaseModel):
     name: str
     email: str
     relation: str | None
+    language: Language
 
 
 class PersonOut(BaseModel):
@@ -166,6 +172,7 @@ class PersonOut(BaseModel):
     role: Literal["pupil", "staff"]
     email: str | None
     group: str | None
+    language: Language
     status: Literal["active", "left"]
     left_on: date | None
     guardians: list[GuardianOut]

@@ -18,7 +18,8 @@ from .schemas import GuardianIn, GuardianOut, PersonCreate, PersonOut, PersonPat
 # Loads a page of people with their guardians in two extra queries instead of two per person.
 WITH_GUARDIANS = selectinload(Person.guardian_links).selectinload(GuardianLink.guardian)
 # Fields copied as they are from a validated input onto a Person.
-PERSON_FIELDS = ("external_id", "given_name", "family_name", "birth_date", "role", "email", "group")
+PERSON_FIELDS = ("external_id", "given_name", "family_name", "birth_date", "role", "email", "group",
+                 "language")
 
 
 class PeopleError(ValueError):
@@ -79,16 +80,20 @@ def guardian_for(
             sa.select(Guardian).where(Guardian.email == data.email)
         ).scalar_one_or_none()
     if guardian is None:
-        guardian = Guardian(name=data.name, email=data.email)
+        guardian = Guardian(name=data.name, email=data.email, language=data.language or "nl")
         db.session.add(guardian)
         db.session.flush()
         if known is not None:
             known[data.email] = guardian
         record("guardian:create", actor=actor, subject_type="guardian", subject_id=guardian.id)
-    elif guardian.name != data.name:
-        guardian.name = data.name
-        record("guardian:update", actor=actor, subject_type="guardian", subject_id=guardian.id,
-               details={"fields": ["name"]})
+    else:
+        changed = [field for field, value in (("name", data.name), ("language", data.language))
+                   if value is not None and getattr(guardian, field) != value]
+        for field in changed:
+            setattr(guardian, field, getattr(data, field))
+        if changed:
+            record("guardian:update", actor=actor, subject_type="guardian",
+                   subject_id=guardian.id, details={"fields": changed})
     return guardian
 
 
@@ -244,7 +249,7 @@ def person_out(person: Person) -> PersonOut:
         left_on=person.left_on,
         guardians=[
             GuardianOut(id=link.guardian.id, name=link.guardian.name, email=link.guardian.email,
-                        relation=link.relation)
+                        relation=link.relation, language=link.guardian.language)
             for link in person.guardian_links
         ],
         created_at=person.created_at.isoformat(),

@@ -123,6 +123,7 @@ def edit(person_id: int) -> str:
         "external_id": person.external_id, "given_name": person.given_name,
         "family_name": person.family_name, "birth_date": person.birth_date.isoformat(),
         "role": person.role, "email": person.email or "", "group": person.group or "",
+        "language": person.language,
         "status": person.status, "left_on": person.left_on.isoformat() if person.left_on else "",
     }
     return render_template("people/form.html", person=person, values=values, errors={})
@@ -163,7 +164,8 @@ def add_guardian(person_id: int) -> tuple[str, int] | Response:
     """Link a guardian (new or known by e-mail) to a pupil."""
     person = _person_or_404(person_id)
     document = {"name": request.form.get("name", ""), "email": request.form.get("email", ""),
-                "relation": request.form.get("relation") or None}
+                "relation": request.form.get("relation") or None,
+                "language": request.form.get("language") or None}
     guardian, errors = validate_form(GuardianIn, document)
     if guardian is not None:
         wanted = [g for g in _current_guardians(person) if g.email != guardian.email] + [guardian]
