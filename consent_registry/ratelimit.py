@@ -11,5 +11,13 @@ limiter = Limiter(key_func=get_remote_address)
 
 
 def limit_blueprint(blueprint: Blueprint) -> None:
-    """Apply the configured public rate limit to every route of a blueprint."""
-    limiter.limit(lambda: current_app.config["PUBLIC_RATE_LIMIT"])(blueprint)
+    """Give all routes of a blueprint one shared, configured rate limit per client address.
+
+    The limiter and blueprints live for the whole process while apps come and go (tests build
+    many), so the limit is attached only once; the limit value is read from each app's config.
+    """
+    if getattr(blueprint, "_rate_limited", False):
+        return
+    limiter.shared_limit(lambda: current_app.config["PUBLIC_RATE_LIMIT"],
+                         scope=f"blueprint:{blueprint.name}")(blueprint)
+    blueprint._rate_limited = True  # type: ignore[attr-defined]

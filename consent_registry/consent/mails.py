@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import timedelta
 
 from flask import current_app, render_template
 from flask_babel import force_locale
 from flask_babel import gettext as _
 
+from ..db import utcnow
 from ..mail import Mail
 from ..people.models import Person
 from .links import (
@@ -63,8 +64,8 @@ def request_mail(recipient: ConsentRecipient, *, reminder: bool = False,
     request: ConsentRequest = recipient.request
     person: Person = recipient.person
     language = _language(recipient.language)
-    expires = (recipient.sent_at.date() if recipient.sent_at else date.today()) + timedelta(
-        days=current_app.config["CONSENT_LINK_DAYS"])
+    # The link is signed when the mail is written, so it lasts that long from now.
+    expires = utcnow().date() + timedelta(days=current_app.config["CONSENT_LINK_DAYS"])
     def subject() -> str:
         """The subject in the mail's language."""
         if reminder:

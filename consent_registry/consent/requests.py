@@ -10,6 +10,7 @@ from ..audit import Actor, record
 from ..db import db, utcnow
 from ..people.models import Person
 from ..people.service import WITH_GUARDIANS
+from ..translate import _
 from .models import ConsentRecipient, ConsentRequest
 from .service import ConsentError, deciders_of, effective_all, purposes
 
@@ -25,7 +26,8 @@ def people_by_ids(person_ids: list[int]) -> list[Person]:
     ).scalars()) if wanted else []
     missing = set(wanted) - {p.id for p in found}
     if missing:
-        raise ConsentError("unknown_person", f"no person with id {min(missing)}", field="person_ids")
+        raise ConsentError("unknown_person", _("No person with id %(id)s.", id=min(missing)),
+                           field="person_ids")
     return found
 
 
@@ -45,12 +47,13 @@ def without_valid_answer(channel: str, group: str | None = None) -> list[Person]
 def check_request(channels: list[str], note: str | None) -> None:
     """Channels must be known and given; the note short."""
     if not channels:
-        raise ConsentError("invalid", "choose at least one channel", field="channels")
+        raise ConsentError("invalid", _("Choose at least one channel."), field="channels")
     unknown = [c for c in channels if c not in purposes()]
     if unknown:
-        raise ConsentError("unknown_channel", f"unknown channel {unknown[0]}", field="channels")
+        raise ConsentError("unknown_channel", _("Unknown channel %(channel)s.", channel=unknown[0]),
+                           field="channels")
     if note and len(note) > MAX_NOTE:
-        raise ConsentError("invalid", f"at most {MAX_NOTE} characters", field="note")
+        raise ConsentError("invalid", _("Too long: at most %(n)s characters.", n=MAX_NOTE), field="note")
 
 
 def create_request(
@@ -60,7 +63,7 @@ def create_request(
     """A request with one recipient per person and right decider; people who left are skipped."""
     check_request(channels, note)
     if not people:
-        raise ConsentError("invalid", "choose at least one person", field="person_ids")
+        raise ConsentError("invalid", _("Choose at least one person."), field="person_ids")
     day = today or utcnow().date()
     request = ConsentRequest(created_by=created_by, channels=list(dict.fromkeys(channels)),
                              note=(note or "").strip() or None, media_id=media_id)
@@ -70,7 +73,14 @@ def create_request(
     for person in people:
         if person.status != "active":
             continue
-        for decider in deciders_of(person, day):
+        deciders = deciders_of(person, day)
+        if not deciders:
+            # A pupil under 16 without a guardian in the register: nobody can answer. Staff see it.
+            rows.append(ConsentRecipient(
+                request_id=request.id, person_id=person.id, decider_kind="guardian",
+                guardian_id=None, decider_key="guardian:none", email=None, language="nl",
+                delivery="skipped", last_error="no guardian in the register"))
+        for decider in deciders:
             rows.append(ConsentRecipient(
                 request_id=request.id, person_id=person.id, decider_kind=decider.kind,
                 guardian_id=decider.guardian.id if decider.guardian else None,

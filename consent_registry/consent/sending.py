@@ -80,18 +80,37 @@ def _give_back(recipient: ConsentRecipient, error: MailError, now: datetime) -> 
     return wait
 
 
+def _still_asked(recipient: ConsentRecipient) -> bool:
+    """Whether the person is still active and the recipient still decides for them."""
+    person = recipient.person
+    return person.status == "active" and is_decider(
+        person, kind=recipient.decider_kind, guardian_id=recipient.guardian_id, on=utcnow().date())
+
+
 @task()
 def send_request_mails(request_id: int) -> None:
     """Send a request's pending messages over one connection; reschedule itself on trouble."""
+    retry_in: timedelta | None = None
     try:
         with get_mailer().session() as session:
             while (recipient := _claim_next(request_id, utcnow())) is not None:
+                if not _still_asked(recipient):
+                    # Left, or turned 16, since the request was made: the link would be dead.
+                    recipient.delivery = "skipped"
+                    recipient.last_error = "no longer asked: the person left or the decider changed"
+                    db.session.commit()
+                    continue
                 started = time.monotonic()
                 try:
                     message_id = session.send(request_mail(recipient))
                 except TransientMailError as exc:
-                    enqueue_in(_give_back(recipient, exc, utcnow()).total_seconds(),
-                               send_request_mails, request_id)
+                    wait = _give_back(recipient, exc, utcnow())
+                    if exc.smtp_code is not None:
+                        # The server answered "later" for this one: go on with the rest.
+                        retry_in = min(retry_in or wait, wait)
+                        continue
+                    # The connection itself failed: stop, and come back when the server may be up.
+                    enqueue_in(wait.total_seconds(), send_request_mails, request_id)
                     return
                 except PermanentMailError as exc:
                     recipient.delivery, recipient.last_error = "failed", str(exc)[:300]
@@ -109,6 +128,9 @@ def send_request_mails(request_id: int) -> None:
         # The server could not be reached at all: nothing was claimed; try again later.
         db.session.rollback()
         enqueue_in(backoff(1).total_seconds(), send_request_mails, request_id)
+        return
+    if retry_in is not None:
+        enqueue_in(retry_in.total_seconds(), send_request_mails, request_id)
 
 
 def send_one(mail: Mail) -> None:
@@ -117,7 +139,11 @@ def send_one(mail: Mail) -> None:
         session.send(mail)
 
 
-@task(retries=20, retry_delay=60)
+# Single messages are retried every 5 minutes for a day, so an SMTP outage loses none of them.
+SINGLE_MAIL_RETRIES = {"retries": 288, "retry_delay": 300}
+
+
+@task(**SINGLE_MAIL_RETRIES)
 def send_confirmation(decider: str, person_id: int, decisions: dict[str, str]) -> None:
     """Confirm decisions by e-mail, with the withdraw and manage links; retried while SMTP is down."""
     ref = DeciderRef.decode(decider)
@@ -132,7 +158,7 @@ def send_confirmation(decider: str, person_id: int, decisions: dict[str, str]) -
     db.session.commit()
 
 
-@task(retries=20, retry_delay=60)
+@task(**SINGLE_MAIL_RETRIES)
 def send_mail(mail_fields: dict[str, object], action: str, subject_type: str, subject_id: int) -> None:
     """Send a prepared message and audit it; retried while SMTP is down."""
     send_one(Mail(**mail_fields))  # type: ignore[arg-type]
@@ -165,7 +191,20 @@ def send_reminders(now: datetime | None = None) -> int:
         return 0
     with get_mailer().session() as session:
         for recipient in due:
-            session.send(request_mail(recipient, reminder=True))
+            try:
+                session.send(request_mail(recipient, reminder=True))
+            except PermanentMailError as exc:
+                # This address refuses mail now; the others are still reminded.
+                recipient.last_error = str(exc)[:300]
+                record("consent_mail:failed", actor=SYSTEM, subject_type="consent_request",
+                       subject_id=recipient.request_id,
+                       details={"recipient_id": recipient.id, "reminder": True})
+                db.session.commit()
+                continue
+            except TransientMailError:
+                # The server is unavailable: whoever was not reminded is still due at the next run.
+                db.session.rollback()
+                break
             recipient.reminders_sent += 1
             recipient.last_reminded_at = moment
             record("consent_mail:reminder", actor=SYSTEM, subject_type="consent_request",

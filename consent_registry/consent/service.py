@@ -13,6 +13,7 @@ from flask import current_app
 from ..audit import Actor, record
 from ..db import db, utcnow
 from ..people.models import Guardian, Person
+from ..translate import _
 from .models import ConsentRecipient, ConsentRecord
 from .rules import (
     Effective,
@@ -159,14 +160,14 @@ def record_decision(
     """Append one decision after checking the channel and that the decider may decide; audited."""
     moment = at or utcnow()
     if channel not in purposes():
-        raise ConsentError("unknown_channel", "not a channel of this school", field="channel")
+        raise ConsentError("unknown_channel", _("Not a channel of this school."), field="channel")
     if decision not in ACTIONS:
-        raise ConsentError("invalid", "decision must be granted, refused or withdrawn",
+        raise ConsentError("invalid", _("The decision must be granted, refused or withdrawn."),
                            field="decision")
     if person.status == "left":
-        raise ConsentError("person_left", "this person has left the school")
+        raise ConsentError("person_left", _("This person has left the school."))
     if not is_decider(person, kind=decider_kind, guardian_id=guardian_id, on=moment.date()):
-        raise ConsentError("not_a_decider", "this decider does not decide for this person now",
+        raise ConsentError("not_a_decider", _("This decider does not decide for this person now."),
                            field="decided_by")
     scanner = bool(
         recipient and recipient.sent_at

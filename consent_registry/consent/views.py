@@ -30,6 +30,7 @@ from .requests import active_people, create_request, people_by_ids, progress, wi
 from .sending import send_request_mails
 from .service import (
     ConsentError,
+    channels,
     deciders_of,
     effective_all,
     purposes,
@@ -82,10 +83,20 @@ def person_consents(person_id: int) -> tuple[str, int]:
     return _person_page(_person_or_404(person_id))
 
 
+def _form_id(raw: str) -> int | None:
+    """An id typed into a form or query string, or None when no row can have it.
+
+    Only ASCII digits: str.isdigit() also accepts "²", which int() refuses; and ids beyond the
+    database's integer would overflow the query.
+    """
+    return int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) < 2**31 else None
+
+
 def _decided_by(value: str) -> tuple[str, int | None]:
     """Parse guardian:<id>, pupil or self."""
-    if value.startswith("guardian:") and value.removeprefix("guardian:").isdigit():
-        return "guardian", int(value.removeprefix("guardian:"))
+    guardian_id = _form_id(value.removeprefix("guardian:")) if value.startswith("guardian:") else None
+    if guardian_id is not None:
+        return "guardian", guardian_id
     if value in ("pupil", "self"):
         return value, None
     raise ConsentError("invalid", _("Choose who decided."), field="decided_by")
@@ -159,7 +170,9 @@ def overview() -> str:
     people = active_people(group) if group else []
     rows = [(p, effective_all(p)) for p in people]
     if only_missing:
-        rows = [(p, e) for p, e in rows if any(x.state in ("none", "expired") for x in e.values())]
+        publication = set(channels())  # biometric matching is a separate choice, not an omission
+        rows = [(p, e) for p, e in rows
+                if any(x.state in ("none", "expired") for c, x in e.items() if c in publication)]
     return render_template("consent/overview.html", rows=rows, group=group, groups=groups(),
                            purposes=purposes(), titles=_titles(), only_missing=only_missing)
 
@@ -168,8 +181,8 @@ def _chosen_people() -> list[Person]:
     """The people a request form picked: one person, a class, or everyone without an answer."""
     target = request.form.get("target", "")
     if target == "person":
-        raw = request.form.get("person_id", "")
-        return people_by_ids([int(raw)]) if raw.isdigit() else []
+        person_id = _form_id(request.form.get("person_id", ""))
+        return people_by_ids([person_id]) if person_id else []
     if target == "group":
         return active_people(request.form.get("group") or "\0")
     if target == "missing":
@@ -184,8 +197,8 @@ def _chosen_people() -> list[Person]:
 @allow(*REQUESTERS)
 def new_request() -> str:
     """The form to ask for consent."""
-    person = get_person(int(request.args["person_id"])) if request.args.get(
-        "person_id", "").isdigit() else None
+    person_id = _form_id(request.args.get("person_id", ""))
+    person = get_person(person_id) if person_id else None
     return render_template("consent/request_form.html", purposes=purposes(), titles=_titles(),
                            groups=groups(), person=person, errors={}, values=request.args)
 
@@ -211,7 +224,8 @@ def request_preview_or_send() -> tuple[str, int] | Response:
         counts = progress(request_)
         db.session.rollback()  # a preview stores nothing
         return render_template("consent/request_preview.html", preview=preview, counts=counts,
-                               people=len(people), form=request.form), 200
+                               people=sum(p.status == "active" for p in people),
+                               form=request.form), 200
     db.session.commit()
     enqueue(send_request_mails, request_.id)
     flash(_("The request is being sent."), "success")
