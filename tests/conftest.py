@@ -248,9 +248,9 @@ def page(browser: Any, request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
 @pytest.fixture
 def smtp(app: Flask) -> Iterator[Any]:
     """A real SMTP server on 127.0.0.1 (STARTTLS and login) that the app sends all mail through."""
-    from smtp_server import SMTPTestServer
-
     from consent_registry import mail
+
+    from smtp_server import SMTPTestServer
 
     with SMTPTestServer(tls="starttls", auth=("registry", "mail-password")) as server:
         app.config.update(server.settings())

@@ -5,7 +5,6 @@ Every answer is checked against the OpenAPI document; refused input must record 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,11 +20,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from openapi_core import OpenAPI
-from openapi_core.testing import MockRequest, MockResponse
-from werkzeug.test import TestResponse
 
-from consent_registry.api.openapi import openapi_document
 from consent_registry.audit import SYSTEM, AuditEvent, verify
 from consent_registry.consent.models import ConsentRecipient, ConsentRecord, ConsentRequest
 from consent_registry.db import db, utcnow
@@ -33,47 +28,16 @@ from consent_registry.people.models import Person
 from consent_registry.people.schemas import GuardianIn, PersonCreate, PersonPatch
 from consent_registry.people.service import create_person, update_person
 
-from conftest import StaffUser, bearer
+from api_helpers import Api, api_caller, conforms
+from conftest import StaffUser
 
-SPEC = OpenAPI.from_dict(openapi_document())
 LINK = re.compile(r"http://127\.0\.0\.1:5000(/c/[A-Za-z0-9_.\-]+)")
-Api = Callable[..., TestResponse]
-
-
-def conforms(response: TestResponse, *, check_request: bool = True) -> TestResponse:
-    """Assert the response (and, for valid calls, the request) matches the OpenAPI document."""
-    sent = response.request
-    assert sent is not None
-    body = getattr(response, "sent_body", b"")
-    request = MockRequest(
-        "http://localhost", sent.method.lower(), sent.path, args=dict(sent.args),
-        headers=dict(sent.headers), data=body,
-        content_type=sent.headers.get("Content-Type", "application/json"),
-    )
-    if check_request:
-        SPEC.validate_request(request)
-    SPEC.validate_response(request, MockResponse(
-        response.get_data(), status_code=response.status_code,
-        content_type=response.headers.get("Content-Type", ""),
-    ))
-    return response
 
 
 @pytest.fixture
 def api(app: Flask, tokens: dict[str, str]) -> Api:
     """A function that calls the API as a role."""
-    client = app.test_client()
-
-    def call(method: str, path: str, role: str = "staff", **kwargs: Any) -> TestResponse:
-        """Send one request with the role's token; JSON bodies are sent as written."""
-        if "json" in kwargs:
-            kwargs["data"] = json.dumps(kwargs.pop("json")).encode()
-            kwargs["content_type"] = "application/json"
-        response = client.open(f"/api/v1{path}", method=method, headers=bearer(tokens[role]),
-                               **kwargs)
-        response.sent_body = kwargs.get("data", b"")  # type: ignore[attr-defined]
-        return response
-    return call
+    return api_caller(app, tokens, "staff")
 
 
 def born_years_ago(years: int) -> date:

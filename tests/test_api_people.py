@@ -10,37 +10,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from openapi_core import OpenAPI
-from openapi_core.testing import MockRequest, MockResponse
-from werkzeug.test import TestResponse
 
-from consent_registry.api.openapi import openapi_document
 from consent_registry.audit import AuditEvent
 from consent_registry.db import db
 from consent_registry.people.models import Guardian, Person
 
+from api_helpers import api_caller, conforms
 from conftest import bearer
-
-SPEC = OpenAPI.from_dict(openapi_document())
-
-
-def conforms(response: TestResponse, *, check_request: bool = True) -> TestResponse:
-    """Assert the response (and, for valid calls, the request) matches the OpenAPI document."""
-    sent = response.request
-    assert sent is not None
-    body = getattr(response, "sent_body", b"")
-    request = MockRequest(
-        "http://localhost", sent.method.lower(), sent.path, args=dict(sent.args),
-        headers=dict(sent.headers), data=body,
-        content_type=sent.headers.get("Content-Type", "application/json"),
-    )
-    if check_request:
-        SPEC.validate_request(request)
-    SPEC.validate_response(request, MockResponse(
-        response.get_data(), status_code=response.status_code,
-        content_type=response.headers.get("Content-Type", ""),
-    ))
-    return response
 
 
 def pupil(**changes: Any) -> dict[str, Any]:
@@ -57,17 +33,7 @@ def pupil(**changes: Any) -> dict[str, Any]:
 @pytest.fixture
 def api(app: Flask, tokens: dict[str, str]):
     """A function that calls the API as a role."""
-    client = app.test_client()
-
-    def call(method: str, path: str, role: str = "admin", **kwargs: Any) -> TestResponse:
-        if "json" in kwargs:
-            kwargs["data"] = json.dumps(kwargs.pop("json")).encode()
-            kwargs["content_type"] = "application/json"
-        response = client.open(f"/api/v1{path}", method=method, headers=bearer(tokens[role]),
-                               **kwargs)
-        response.sent_body = kwargs.get("data", b"")  # type: ignore[attr-defined]
-        return response
-    return call
+    return api_caller(app, tokens, "admin")
 
 
 def test_create_get_list_and_patch(api) -> None:

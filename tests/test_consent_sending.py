@@ -22,7 +22,6 @@ import redis
 import sqlalchemy as sa
 import time_machine
 from flask import Flask
-from smtp_server import SMTPTestServer
 from sqlalchemy.exc import IntegrityError
 
 from consent_registry import jobs
@@ -47,6 +46,7 @@ from consent_registry.people.schemas import PersonCreate
 from consent_registry.people.service import create_person
 
 from conftest import bearer, make_app
+from smtp_server import SMTPTestServer
 
 PUBLIC = "https://toestemming.school.example"
 LINK = re.compile(re.escape(PUBLIC) + r"/([cmw])/([A-Za-z0-9_.\-]+)")

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from smtp_server import SMTPTestServer
 
 from consent_registry import mail as mail_module
 from consent_registry.mail import (
@@ -28,6 +27,7 @@ from consent_registry.mail import (
 )
 
 from conftest import make_app
+from smtp_server import SMTPTestServer
 
 SENDER = "Consent registry <noreply@school.example>"
 USER, PASSWORD = "registry", "correct-horse-7"

@@ -23,6 +23,7 @@ from ..db import db, utcnow
 from ..jobs import enqueue
 from ..people.models import Person
 from ..people.service import get_person, groups
+from ..people.views import person_or_404
 from ..storage import get_storage, scan_type
 from .mails import request_mail
 from .models import ConsentRecipient, ConsentRecord, ConsentRequest
@@ -49,14 +50,6 @@ def _actor() -> Actor:
     return Actor("user", current_user.id)
 
 
-def _person_or_404(person_id: int) -> Person:
-    """The person, or 404."""
-    person = get_person(person_id) if 0 < person_id < 2**31 else None
-    if person is None:
-        abort(404)
-    return person
-
-
 def _titles() -> dict[str, str]:
     """Purpose titles in the page's language."""
     from flask_babel import get_locale
@@ -80,7 +73,7 @@ def _person_page(person: Person, errors: dict[str, str] | None = None, status: i
 @allow(*ANY_ROLE)
 def person_consents(person_id: int) -> tuple[str, int]:
     """A person's consent per channel at a glance, with the full history."""
-    return _person_page(_person_or_404(person_id))
+    return _person_page(person_or_404(person_id))
 
 
 def _form_id(raw: str) -> int | None:
@@ -121,7 +114,7 @@ def _read_scan() -> tuple[str | None, str | None]:
 @allow(*RECORDERS)
 def record_paper(person_id: int) -> tuple[str, int] | Response:
     """Record a decision made on paper or in person, on the decider's behalf."""
-    person = _person_or_404(person_id)
+    person = person_or_404(person_id)
     method = request.form.get("method", "paper")
     scan_key = None
     try:

@@ -37,7 +37,7 @@ def _actor() -> Actor:
     return Actor("user", current_user.id)
 
 
-def _person_or_404(person_id: int) -> Person:
+def person_or_404(person_id: int) -> Person:
     """The person, or a 404 page."""
     person = get_person(person_id) if 0 < person_id < 2**31 else None
     if person is None:
@@ -109,7 +109,7 @@ def create() -> tuple[str, int] | Response:
 @allow(*ANY_ROLE)
 def detail(person_id: int) -> str:
     """One person with their guardians."""
-    person = _person_or_404(person_id)
+    person = person_or_404(person_id)
     return render_template("people/detail.html", person=person,
                            can_write=current_user.role in WRITERS, errors={}, values={})
 
@@ -118,7 +118,7 @@ def detail(person_id: int) -> str:
 @allow(*WRITERS)
 def edit(person_id: int) -> str:
     """The form to change a person."""
-    person = _person_or_404(person_id)
+    person = person_or_404(person_id)
     values = {
         "external_id": person.external_id, "given_name": person.given_name,
         "family_name": person.family_name, "birth_date": person.birth_date.isoformat(),
@@ -133,7 +133,7 @@ def edit(person_id: int) -> str:
 @allow(*WRITERS)
 def update(person_id: int) -> tuple[str, int] | Response:
     """Save the changes from the edit form."""
-    person = _person_or_404(person_id)
+    person = person_or_404(person_id)
     document = person_document(request.form, with_guardians=False)
     document["status"] = request.form.get("status") or None
     left_on = request.form.get("left_on") or None
@@ -162,7 +162,7 @@ def _current_guardians(person: Person) -> list[GuardianIn]:
 @allow(*WRITERS)
 def add_guardian(person_id: int) -> tuple[str, int] | Response:
     """Link a guardian (new or known by e-mail) to a pupil."""
-    person = _person_or_404(person_id)
+    person = person_or_404(person_id)
     document = {"name": request.form.get("name", ""), "email": request.form.get("email", ""),
                 "relation": request.form.get("relation") or None,
                 "language": request.form.get("language") or None}
@@ -181,7 +181,7 @@ def add_guardian(person_id: int) -> tuple[str, int] | Response:
 @allow(*WRITERS)
 def remove_guardian(person_id: int, guardian_id: int) -> Response:
     """Unlink a guardian from a pupil (the guardian stays known for other children)."""
-    person = _person_or_404(person_id)
+    person = person_or_404(person_id)
     ids = {link.guardian.email: link.guardian_id for link in person.guardian_links}
     if guardian_id not in ids.values():
         abort(404)
