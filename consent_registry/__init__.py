@@ -11,7 +11,7 @@ from flask import Flask
 from flask_login import LoginManager
 from werkzeug.wrappers import Response
 
-from . import errors, i18n, jobs, mail
+from . import errors, i18n, jobs, mail, storage
 from .auth.access import allow_public, csrf, enforce_access, undeclared_endpoints
 from .config import (
     BaseConfig,
@@ -61,7 +61,8 @@ def _configure(
     if database_url.startswith("postgresql://"):
         database_url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
     cfg["SQLALCHEMY_DATABASE_URI"] = database_url
-    Path(cfg["UPLOAD_DIR"]).mkdir(parents=True, exist_ok=True)
+    if cfg.get("STORAGE", "local") == "local":
+        Path(cfg["UPLOAD_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -154,6 +155,7 @@ def create_app(
     i18n.init_app(app)
     limiter.init_app(app)
     mail.init_app(app)
+    storage.init_app(app)
     from .consent import sending  # noqa: F401  (its jobs register on import)
 
     jobs.init_app(app)

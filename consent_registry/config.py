@@ -24,6 +24,12 @@ class BaseConfig:
     SECRET_KEY: str | None = None
     DATABASE_URL: str | None = None  # None: a SQLite file under the instance folder
     UPLOAD_DIR: str = str(PROJECT_ROOT / "uploads")
+    # Media storage: "local" (files under UPLOAD_DIR) or "s3" (server-side encryption always on)
+    STORAGE = "local"
+    S3_BUCKET: str | None = None
+    S3_PREFIX = ""
+    S3_ENDPOINT_URL: str | None = None  # S3-compatible stores (MinIO, Ceph); None: AWS
+    S3_REGION: str | None = None
     PUBLIC_URL = "http://127.0.0.1:5000"
     SCHOOL_NAME = "School"
     DEFAULT_LOCALE = "nl"
@@ -77,6 +83,14 @@ class BaseConfig:
     JOBS_SQLITE_PATH: str | None = None
     JOBS_NAME = "consent-registry"
     JOBS_WORKERS = 2
+    # Media uploads: the limit for each kind (known from a file's first bytes), the most pixels a
+    # photo or video frame may have (decompression bombs), and where uploads are spooled while
+    # they are checked (None: the system's temporary folder).
+    MAX_PHOTO_BYTES = 40 * 1024 * 1024
+    MAX_VIDEO_BYTES = 2 * 1024 * 1024 * 1024
+    MAX_AUDIO_BYTES = 500 * 1024 * 1024
+    MAX_IMAGE_PIXELS = 100_000_000
+    INGEST_TMP_DIR: str | None = None
     # Public pages (answer, manage, withdraw) are rate-limited per client address.
     RATELIMIT_STORAGE_URI = "memory://"
     PUBLIC_RATE_LIMIT = "60 per minute"
