@@ -109,13 +109,14 @@ def _register_blueprints(app: Flask) -> None:
     from .auth.views import bp as auth_bp
     from .consent.public import bp as consent_public_bp
     from .consent.views import bp as consent_bp
+    from .media.views import bp as media_bp
     from .people.import_views import bp as import_bp
     from .people.views import bp as people_bp
     from .ratelimit import limit_blueprint
 
     limit_blueprint(consent_public_bp)
     for blueprint in (main.bp, auth_bp, users_bp, people_bp, import_bp, consent_bp,
-                      consent_public_bp, api_bp):
+                      consent_public_bp, media_bp, api_bp):
         app.register_blueprint(blueprint)
 
 
@@ -157,6 +158,7 @@ def create_app(
     mail.init_app(app)
     storage.init_app(app)
     from .consent import sending  # noqa: F401  (its jobs register on import)
+    from .media import analysis  # noqa: F401  (its jobs register on import)
 
     jobs.init_app(app)
     _register_blueprints(app)

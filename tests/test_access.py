@@ -19,6 +19,8 @@ ALL = frozenset({"admin", "communications", "staff", "dpo"})
 WRITERS = frozenset({"admin", "staff"})
 ADMIN = frozenset({"admin"})
 REQUESTERS = frozenset({"admin", "staff", "communications"})
+UPLOADERS = frozenset({"admin", "communications"})
+ORIGINAL_VIEWERS = frozenset({"admin", "communications", "dpo"})
 PUBLIC = "public"
 
 # The specification: (endpoint, method) -> who may use it. A new route must be added here.
@@ -78,6 +80,18 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("api.get_person_route", "GET"): ALL,
     ("api.create_person_route", "POST"): WRITERS,
     ("api.patch_person_route", "PATCH"): WRITERS,
+    ("media.list_media", "GET"): ALL,
+    ("media.upload_page", "GET"): UPLOADERS,
+    ("media.upload_form", "POST"): UPLOADERS,
+    ("media.upload_file", "POST"): UPLOADERS,
+    ("media.detail", "GET"): ALL,
+    ("media.display", "GET"): ALL,
+    ("media.original", "GET"): ORIGINAL_VIEWERS,
+    ("media.delete", "POST"): UPLOADERS,
+    ("api.list_media", "GET"): ALL,
+    ("api.get_media_route", "GET"): ALL,
+    ("api.upload_media", "POST"): UPLOADERS,
+    ("api.delete_media_route", "DELETE"): UPLOADERS,
 }
 PRINCIPALS = ("anonymous", "admin", "communications", "staff", "dpo")
 
@@ -143,6 +157,7 @@ def path_values(app: Flask, users: dict[str, StaffUser]) -> dict[str, int | str]
         "record_id": 1,
         "request_id": 1,
         "token": "not-a-real-token",
+        "media_id": 1,
     }
     db.session.commit()
     return values

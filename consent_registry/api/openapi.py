@@ -16,6 +16,7 @@ from ..consent.schemas import (
     ConsentRequestOut,
     ConsentsOut,
 )
+from ..media.schemas import ACCEPTED_CONTENT_TYPES, MediaOut, MediaPage, MediaUploadFields
 from ..people.schemas import PersonCreate, PersonOut, PersonPage, PersonPatch
 
 
@@ -35,7 +36,7 @@ class ErrorBody(BaseModel):
 
 _MODELS: list[type[BaseModel]] = [
     PersonCreate, PersonPatch, PersonOut, PersonPage, ErrorBody, ConsentIn, ConsentRecordOut,
-    ConsentsOut, ConsentRequestIn, ConsentRequestCreated, ConsentRequestOut,
+    ConsentsOut, ConsentRequestIn, ConsentRequestCreated, ConsentRequestOut, MediaOut, MediaPage,
 ]
 _ERROR_TEXT = {
     400: "Malformed request (bad JSON, bad query parameter)",
@@ -46,6 +47,12 @@ _ERROR_TEXT = {
     413: "Request too large",
     415: "Body is not application/json",
     422: "Fields are invalid; `fields` names each one",
+}
+_MEDIA_ERROR_TEXT = {
+    413: "The file is larger than the limit for its kind (photo, video or sound recording)",
+    415: "Not multipart/form-data, or the file's content is none of the accepted types",
+    422: "Missing, unknown or invalid fields; an empty, damaged or unreadable file; a picture with "
+         "too many pixels",
 }
 
 
@@ -64,6 +71,40 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {
         str(s): {"description": _ERROR_TEXT[s], **_json(_ref(ErrorBody))} for s in statuses
     }
+
+
+def _media_errors(*statuses: int) -> dict[str, Any]:
+    """Error responses of the upload, with texts that say what each means for a file."""
+    return {
+        str(s): {"description": _MEDIA_ERROR_TEXT.get(s) or _ERROR_TEXT[s], **_json(_ref(ErrorBody))}
+        for s in statuses
+    }
+
+
+def _upload_body() -> dict[str, Any]:
+    """The multipart body of an upload: the file and the optional fields of MediaUploadFields."""
+    return {
+        "required": True,
+        "description": "The type is decided from the file's content, never from its name or the "
+                       "part's Content-Type. Accepted: " + ", ".join(ACCEPTED_CONTENT_TYPES) + ".",
+        "content": {"multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {"type": "string", "contentMediaType": "application/octet-stream",
+                             "description": "The photo, video or sound recording"},
+                    # The optional text fields, from the model that validates them.
+                    **MediaUploadFields.model_json_schema()["properties"],
+                },
+                "additionalProperties": False,
+            },
+        }},
+    }
+
+
+_MEDIA_ID = {"name": "media_id", "in": "path", "required": True,
+             "schema": {"type": "integer", "minimum": 1}}
 
 
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -154,6 +195,50 @@ def _paths() -> dict[str, Any]:
                 "responses": {"200": {"description": "The request",
                                       **_json(_ref(ConsentRequestOut))},
                               **_errors(401, 403, 404)},
+            },
+        },
+        "/api/v1/media": {
+            "get": {
+                "operationId": "listMedia",
+                "summary": "Page through uploaded media, newest first",
+                "parameters": [
+                    _query("status", {"type": "string",
+                                      "enum": ["queued", "analysing", "ready", "failed"]},
+                           "Only items with this status"),
+                    _query("kind", {"type": "string", "enum": ["photo", "video", "audio"]},
+                           "Only items of this kind"),
+                    _query("page", {"type": "integer", "minimum": 1}, "Page number, from 1"),
+                    _query("per_page", {"type": "integer", "minimum": 1, "maximum": 200},
+                           "Items per page"),
+                ],
+                "responses": {"200": {"description": "A page of media items", **_json(_ref(MediaPage))},
+                              **_errors(400, 401, 403)},
+            },
+            "post": {
+                "operationId": "uploadMedia",
+                "summary": "Upload a photo, video or sound recording; analysis follows (status queued)",
+                "requestBody": _upload_body(),
+                "responses": {
+                    "201": {"description": "Stored; `Location` names the new item",
+                            **_json(_ref(MediaOut))},
+                    "200": {"description": "The same content was uploaded before: that item",
+                            **_json(_ref(MediaOut))},
+                    **_media_errors(400, 401, 403, 413, 415, 422),
+                },
+            },
+        },
+        "/api/v1/media/{media_id}": {
+            "parameters": [_MEDIA_ID],
+            "get": {
+                "operationId": "getMedia",
+                "summary": "One media item with the faces and voices found in it",
+                "responses": {"200": {"description": "The item", **_json(_ref(MediaOut))},
+                              **_errors(401, 403, 404)},
+            },
+            "delete": {
+                "operationId": "deleteMedia",
+                "summary": "Remove an item, its appearances and its stored files",
+                "responses": {"204": {"description": "Deleted"}, **_errors(401, 403, 404)},
             },
         },
         "/api/v1/openapi.json": {
