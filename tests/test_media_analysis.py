@@ -105,3 +105,119 @@ def test_a_recording_is_stored_and_ready_without_voices_yet(app: Flask, tokens: 
     media_id = _upload(app, tokens, clip)["id"]
     media = _media(media_id)
     assert (media.kind, media.status, media.appearances) == ("audio", "ready", [])
+
+
+def _tiny_video(path: Path) -> Path:
+    """Two seconds of a face moving over noise, as MP4: quick to analyse on a real queue."""
+    import av
+    import numpy as np
+    from PIL import Image
+
+    face = Image.open(next((SHARED_DATA / "enroll").iterdir())).convert("RGB")
+    face.thumbnail((120, 120))
+    rng = np.random.default_rng(7)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        for i in range(20):
+            frame = Image.fromarray(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8))
+            frame.paste(face, (20 + i * 4, 40))
+            for packet in stream.encode(av.VideoFrame.from_image(frame)):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def _through_a_real_queue(web: Flask, worker: Flask, tokens_of: dict[str, str],
+                          files: list[Path]) -> list[dict]:
+    """Upload through `web`, let `worker`'s consumer analyse, wait until all are done."""
+    from consent_registry import jobs
+
+    with web.app_context():
+        ids = [_upload(web, tokens_of, f)["id"] for f in files]
+        assert all(_media(i).status == "queued" for i in ids)  # the web request only queued it
+        db.session.commit()
+    handle = jobs.start_embedded_worker(worker, workers=2)
+    try:
+        with web.app_context():
+            deadline = 120.0
+            import time
+
+            start = time.monotonic()
+            statuses: list[str] = []
+            while time.monotonic() - start < deadline:
+                statuses = [_media(i).status for i in ids]
+                # On SQLite even a read holds the write lock: let go before waiting, and read
+                # nothing more (an expired attribute would start a new transaction).
+                db.session.commit()
+                if all(status in ("ready", "failed") for status in statuses):
+                    return [{"kind": m.kind, "status": m.status, "faces": len(m.appearances),
+                             "segments": [a.segments for a in m.appearances]}
+                            for m in (_media(i) for i in ids)]
+                time.sleep(0.2)
+            raise AssertionError(list(zip(ids, statuses, strict=True)))
+    finally:
+        handle.stop(timeout=30)
+
+
+def _files(tmp_path: Path) -> list[Path]:
+    """A photo, a video and a sound recording."""
+    return [GROUP, _tiny_video(tmp_path / "clip.mp4"), next((SHARED_DATA / "audio").glob("*.flac"))]
+
+
+def test_photo_video_and_audio_become_ready_through_the_embedded_queue(
+    database_url: str, tmp_path: Path
+) -> None:
+    """JOBS=embedded: the upload only queues; a consumer thread analyses all three kinds."""
+    from conftest import make_app
+
+    app = make_app(database_url, tmp_path, JOBS="embedded")
+    with app.app_context():
+        token = _token(app)
+    done = _through_a_real_queue(app, app, {"communications": token}, _files(tmp_path))
+    assert [(m["kind"], m["status"]) for m in done] == [("photo", "ready"), ("video", "ready"),
+                                                        ("audio", "ready")]
+    assert done[0]["faces"] == 2 and done[1]["faces"] >= 1 and done[2]["faces"] == 0
+    assert all(done[1]["segments"])
+
+
+def test_photo_video_and_audio_become_ready_through_redis_workers(
+    database_url: str, tmp_path: Path
+) -> None:
+    """JOBS=redis: the web app queues in Redis, a separate worker app does the analysis."""
+    import uuid
+
+    import redis
+
+    from conftest import make_app
+
+    name = f"crtest_media_{uuid.uuid4().hex}"
+    settings = {"JOBS": "redis", "REDIS_URL": "redis://127.0.0.1:6379/13", "JOBS_NAME": name}
+    web = make_app(database_url, tmp_path, **settings)
+    worker = make_app(database_url, tmp_path / "worker", UPLOAD_DIR=str(tmp_path / "uploads"),
+                      **settings)
+    try:
+        with web.app_context():
+            token = _token(web)
+        done = _through_a_real_queue(web, worker, {"communications": token}, _files(tmp_path))
+        assert [m["status"] for m in done] == ["ready", "ready", "ready"]
+        assert done[0]["faces"] == 2 and done[1]["faces"] >= 1
+    finally:
+        client = redis.Redis.from_url("redis://127.0.0.1:6379/13")
+        keys = list(client.scan_iter(match=f"huey.*{name}*"))
+        if keys:
+            client.delete(*keys)
+
+
+def _token(app: Flask) -> str:
+    """An API token for a communications account of this app."""
+    from consent_registry.audit import SYSTEM
+    from consent_registry.auth.service import create_user
+    from consent_registry.auth.tokens import issue_token
+
+    user, _ = create_user(email="comms@school.nl", role="communications",
+                          password="a long passphrase here", actor=SYSTEM)
+    token = issue_token(user, label="t", actor=SYSTEM)
+    db.session.commit()
+    return token

@@ -14,6 +14,8 @@ import io
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 
@@ -75,89 +77,109 @@ def _store_crop(image: Image.Image, box: Box) -> str:
     return get_storage().put(buffer.getvalue(), prefix=CROP_PREFIX)
 
 
-def _face_appearance(media: Media, box: Box, crop_key: str | None,
-                     segments: list[list[float]] | None = None) -> Appearance:
-    """An unresolved face appearance."""
-    return Appearance(media_id=media.id, kind="face", box_x=box.x, box_y=box.y, box_w=box.w,
-                      box_h=box.h, segments=segments, resolution="unresolved", crop_key=crop_key)
+@dataclass(frozen=True, slots=True)
+class FoundFace:
+    """A face found by analysis, before it is written: box, stored crop, and for videos when."""
+
+    box: Box
+    crop_key: str
+    segments: list[list[float]] | None = None
 
 
-def _forget_earlier_run(media: Media) -> None:
-    """Remove what an interrupted run left: its appearances and their crops."""
-    for appearance in list(media.appearances):
+def _forget_earlier_run(media_id: int) -> None:
+    """Remove what an interrupted run left: its appearances and their crops (short transaction)."""
+    left = db.session.execute(
+        sa.select(Appearance).where(Appearance.media_id == media_id)).scalars().all()
+    for appearance in left:
         if appearance.crop_key:
             get_storage().delete(appearance.crop_key)
-        media.appearances.remove(appearance)
-    db.session.flush()
+        db.session.delete(appearance)
+    db.session.commit()
 
 
-def analyse_photo(media: Media) -> list[Appearance]:
+def analyse_photo(storage_key: str) -> list[FoundFace]:
     """The faces of a photo, with crops."""
-    image = oriented(Image.open(io.BytesIO(get_storage().get(media.storage_key))))
-    return [_face_appearance(media, face.box, _store_crop(image, face.box))
-            for face in engine().detect(image)]
+    image = oriented(Image.open(io.BytesIO(get_storage().get(storage_key))))
+    return [FoundFace(face.box, _store_crop(image, face.box)) for face in engine().detect(image)]
 
 
-def analyse_video(media: Media) -> list[Appearance]:
-    """One appearance per face track through the video, with its segments and a thumbnail."""
+def _progress_reporter(media_id: int) -> Callable[[int], None]:
+    """A callback that writes progress now and then, each time in its own short transaction."""
+    last = time.monotonic()
+
+    def report(percent: int) -> None:
+        """Store the percentage if a little while has passed."""
+        nonlocal last
+        if time.monotonic() - last >= PROGRESS_EVERY:
+            db.session.execute(sa.update(Media).where(Media.id == media_id)
+                               .values(progress=max(0, min(99, percent))))
+            db.session.commit()
+            last = time.monotonic()
+
+    return report
+
+
+def analyse_video(media_id: int, storage_key: str) -> list[FoundFace]:
+    """One face per track through the video, with its segments and a thumbnail."""
     from .video import thumbnail, track_faces
 
-    last_commit = time.monotonic()
-
-    def progress(percent: int) -> None:
-        """Show progress now and then, without a commit per frame."""
-        nonlocal last_commit
-        if time.monotonic() - last_commit >= PROGRESS_EVERY:
-            media.progress = max(0, min(99, percent))
-            db.session.commit()
-            last_commit = time.monotonic()
-
     with tempfile.NamedTemporaryFile(suffix=".video") as local:
-        with get_storage().open(media.storage_key) as stored:
+        with get_storage().open(storage_key) as stored:
             shutil.copyfileobj(stored, local)
         local.flush()
         per_frame, scanner = _video_engines()
-        tracks = track_faces(local.name, engine=per_frame, scan_engine=scanner, progress=progress,
+        tracks = track_faces(local.name, engine=per_frame, scan_engine=scanner,
+                             progress=_progress_reporter(media_id),
                              workers=current_app.config.get("VIDEO_WORKERS", 1))
-        appearances = []
+        found = []
         for track in tracks:
             buffer = io.BytesIO()
             thumbnail(local.name, track.best).save(buffer, format="JPEG", quality=85)
-            key = get_storage().put(buffer.getvalue(), prefix=CROP_PREFIX)
-            appearances.append(_face_appearance(
-                media, track.best.box, key, [[round(s, 2), round(e, 2)] for s, e in track.segments]))
-        return appearances
+            found.append(FoundFace(track.best.box, get_storage().put(buffer.getvalue(),
+                                                                     prefix=CROP_PREFIX),
+                                   [[round(s, 2), round(e, 2)] for s, e in track.segments]))
+        return found
 
 
 @task()
 def analyse_media(media_id: int) -> None:
-    """Analyse one item and mark it ready, or failed with the reason."""
+    """Analyse one item and mark it ready, or failed with the reason.
+
+    No transaction is open while faces are looked for: on SQLite a transaction holds the write
+    lock, and an analysis takes seconds to minutes.
+    """
     if not _claim(media_id, utcnow()):
         return
     media = db.session.get(Media, media_id)
+    kind, storage_key = media.kind, media.storage_key
+    db.session.commit()
     try:
-        _forget_earlier_run(media)
-        if media.kind == "photo":
-            appearances = analyse_photo(media)
-        elif media.kind == "video":
-            appearances = analyse_video(media)
+        _forget_earlier_run(media_id)
+        if kind == "photo":
+            found = analyse_photo(storage_key)
+        elif kind == "video":
+            found = analyse_video(media_id, storage_key)
         else:
-            appearances = []  # voices: the audio issue
-        db.session.add_all(appearances)
-        media.status, media.progress = "ready", 100
-        record("media:analysed", actor=SYSTEM, subject_type="media", subject_id=media.id,
-               details={"faces": len(appearances)})
+            found = []  # voices: the audio issue
+        db.session.add_all(
+            Appearance(media_id=media_id, kind="face", box_x=f.box.x, box_y=f.box.y,
+                       box_w=f.box.w, box_h=f.box.h, segments=f.segments,
+                       resolution="unresolved", crop_key=f.crop_key)
+            for f in found)
+        db.session.execute(sa.update(Media).where(Media.id == media_id)
+                           .values(status="ready", progress=100))
+        record("media:analysed", actor=SYSTEM, subject_type="media", subject_id=media_id,
+               details={"faces": len(found)})
         db.session.commit()
     except Exception as exc:  # any failure is recorded on the item, never left "analysing"
         db.session.rollback()
         current_app.logger.exception("analysis of media %s failed", media_id)
-        media = db.session.get(Media, media_id)
-        if media is not None:
-            media.status = "failed"
-            media.failure_reason = f"{type(exc).__name__}: {exc}"[:300]
-            record("media:analysis_failed", actor=SYSTEM, subject_type="media", subject_id=media_id,
-                   details={"reason": media.failure_reason})
-            db.session.commit()
+        reason = f"{type(exc).__name__}: {exc}"[:300]
+        db.session.execute(sa.update(Media).where(Media.id == media_id)
+                           .values(status="failed", failure_reason=reason))
+        record("media:analysis_failed", actor=SYSTEM, subject_type="media", subject_id=media_id,
+               details={"reason": reason})
+        db.session.commit()
 
 
 def sweep_analyses(now: datetime | None = None) -> int:

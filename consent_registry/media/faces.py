@@ -50,10 +50,11 @@ Measured
 - Synthetic 4000x3000 photos (plain, noise, two upscaled photos without people; 30 pasted enrolment
   faces of 26-46 px and a 600 px face each): 26 px 20 of 32 found, 28-46 px 32 of 32, none false.
 - Time per 12 MP photo: detect ~4.2 s CPU, ~2.2 s wall with 2 threads (+ ~0.07 s per face to
-  encode); the plain way (face_recognition's face_locations + face_encodings, upsampling once,
-  ~400 MB) ~3.1 s on one thread. bench/bench_photo_faces.py, median per photo, ours/plain: 31
-  public photos 0.25/0.24 s (1.03x), 13 of them at 12 MP 2.30/3.13 s (0.74x); faces found: 42/42
-  as they are (all 42 counted), 24/25 at 12 MP (all 24 counted; plain's extra one is false).
+  encode), ~570 MB at peak beyond the photo; the plain way (face_recognition's face_locations +
+  face_encodings, upsampling once) ~3.0 s on one thread, ~520 MB. bench/bench_photo_faces.py, median
+  seconds per photo, ours/plain: the 31 public photos 0.26/0.25 (1.04x), 13 of them at 12 MP
+  2.35/3.03 (0.78x); faces found 42/42 as they are (all counted), 24/25 at 12 MP (all 24 counted;
+  plain's 25th is false). On a busy machine the 2-thread ratio suffers first.
 - Encodings: within 0.02-0.10 of face_recognition's for the same box (the face region is scaled to
   at most 300 px first); probes lie 0.24-0.52 from their own enrolment and 0.69 or more from the
   others; the two non-enrolled people 0.75 or more from everyone.
@@ -384,8 +385,8 @@ class _DlibEngine:
 
         dlib reports boxes in steps of 1.2x in size (its image pyramid), so a face found near the
         detector's smallest size may be off by a tenth of its size; three scales a third of a step
-        apart and a score-weighted mean pin it down. A face not found again at any of them was a
-        chance match of the pattern and is dropped.
+        apart and a score-weighted mean pin it down. None when the face does not hold up: HOG's
+        weak or missing re-detections need the CNN's confirmation; the CNN must find it again.
         """
         x0, y0, x1, y1, score = raw
         size = max(x1 - x0, y1 - y0)
