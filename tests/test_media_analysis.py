@@ -167,15 +167,16 @@ def _files(tmp_path: Path) -> list[Path]:
 
 
 def test_photo_video_and_audio_become_ready_through_the_embedded_queue(
-    database_url: str, tmp_path: Path
+    app: Flask, database_url: str, tmp_path: Path
 ) -> None:
-    """JOBS=embedded: the upload only queues; a consumer thread analyses all three kinds."""
+    """JOBS=embedded: the upload only queues; a consumer thread analyses all three kinds.
+    (`app` empties the database first; the apps under test are built on the same database.)"""
     from conftest import make_app
 
-    app = make_app(database_url, tmp_path, JOBS="embedded")
-    with app.app_context():
-        token = _token(app)
-    done = _through_a_real_queue(app, app, {"communications": token}, _files(tmp_path))
+    queued = make_app(database_url, tmp_path, JOBS="embedded")
+    with queued.app_context():
+        token = _token(queued)
+    done = _through_a_real_queue(queued, queued, {"communications": token}, _files(tmp_path))
     assert [(m["kind"], m["status"]) for m in done] == [("photo", "ready"), ("video", "ready"),
                                                         ("audio", "ready")]
     assert done[0]["faces"] == 2 and done[1]["faces"] >= 1 and done[2]["faces"] == 0
@@ -183,9 +184,10 @@ def test_photo_video_and_audio_become_ready_through_the_embedded_queue(
 
 
 def test_photo_video_and_audio_become_ready_through_redis_workers(
-    database_url: str, tmp_path: Path
+    app: Flask, database_url: str, tmp_path: Path
 ) -> None:
-    """JOBS=redis: the web app queues in Redis, a separate worker app does the analysis."""
+    """JOBS=redis: the web app queues in Redis, a separate worker app does the analysis.
+    (`app` empties the database first; the apps under test are built on the same database.)"""
     import uuid
 
     import redis

@@ -129,6 +129,7 @@ def analyse_video(media_id: int, storage_key: str) -> list[FoundFace]:
         local.flush()
         per_frame, scanner = _video_engines()
         tracks = track_faces(local.name, engine=per_frame, scan_engine=scanner,
+                             sample_fps=current_app.config.get("VIDEO_SAMPLE_FPS", 5.0),
                              progress=_progress_reporter(media_id),
                              workers=current_app.config.get("VIDEO_WORKERS", 1))
         found = []
