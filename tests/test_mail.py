@@ -265,8 +265,8 @@ def test_many_messages_share_one_connection(plain_server: SMTPTestServer) -> Non
 
 
 def test_no_connection_without_messages(plain_server: SMTPTestServer) -> None:
-    with smtp_mailer(plain_server).session():
-        pass
+    with smtp_mailer(plain_server).session() as session:
+        assert session is not None
     assert plain_server.connections == 0
 
 

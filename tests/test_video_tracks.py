@@ -32,7 +32,7 @@ def engines():
 def face() -> Image.Image:
     """A frontal face with some margin, 96x96, cut from an enrollment photo."""
     if not DATA.exists():
-        pytest.skip("the public data set is not here")
+        pytest.fail(f"the public data set is missing: {DATA} (CI has it beside the project)")
     photo = oriented(Image.open(DATA / "enroll" / "lin_manuel_miranda.png"))
     box = make_engine().detect(photo)[0].box
     return crop(photo, box, margin=0.5, size=96)
@@ -228,7 +228,7 @@ def _enrolled(name: str) -> np.ndarray:
 @pytest.fixture(scope="module")
 def clip_tracks(engines) -> list[FaceTrack]:
     if not CLIP.exists():
-        pytest.skip("the public data set is not here")
+        pytest.fail(f"the public data set is missing: {DATA} (CI has it beside the project)")
     return track_faces(CLIP, engine=engines[0], scan_engine=engines[1], encodings=True, workers=2)
 
 
