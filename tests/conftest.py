@@ -7,7 +7,8 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -256,3 +257,13 @@ def smtp(app: Flask) -> Iterator[Any]:
         app.config.update(server.settings())
         mail.init_app(app)
         yield server
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 15.0) -> Any:
+    """Poll until condition() is truthy (work done by another thread); return its value."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {condition}")
+        time.sleep(0.02)
+    return value

@@ -45,7 +45,7 @@ from consent_registry.people.models import Guardian, GuardianLink, Person
 from consent_registry.people.schemas import PersonCreate
 from consent_registry.people.service import create_person
 
-from conftest import bearer, make_app
+from conftest import bearer, make_app, wait_for
 from smtp_server import SMTPTestServer
 
 PUBLIC = "https://toestemming.school.example"
@@ -133,16 +133,6 @@ def links(message: EmailMessage) -> dict[str, str]:
 def to(smtp: SMTPTestServer, address: str) -> list[EmailMessage]:
     """The messages sent to one address."""
     return [r.message for r in smtp.received if address in r.rcpt_tos]
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 15.0) -> Any:
-    """Poll until condition() is truthy; return its value."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {condition}")
-        time.sleep(0.02)
-    return value
 
 
 def deliveries(request_id: int) -> list[str]:

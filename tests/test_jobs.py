@@ -21,6 +21,8 @@ from huey.exceptions import TaskException
 from consent_registry import create_app, jobs
 from consent_registry.db import db
 
+from conftest import wait_for
+
 ROOT = Path(__file__).resolve().parents[1]
 REDIS_TEST_URL = "redis://127.0.0.1:6379/13"  # never database 0
 
@@ -83,16 +85,6 @@ def make_app(tmp_path: Path, mode: str, **extra: Any) -> Flask:
     app = create_app(settings, environ=environ)
     jobs.init_app(app)
     return app
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
-    """Poll until condition() is truthy; return its value."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {condition}")
-        time.sleep(0.02)
-    return value
 
 
 @pytest.fixture

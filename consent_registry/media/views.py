@@ -38,6 +38,7 @@ from ..api.media import FORM_OVERHEAD, ingest_error, upload_fields
 from ..audit import Actor, record
 from ..auth.access import ANY_ROLE, allow
 from ..db import db
+from ..people.views import page_arg
 from ..storage import StorageKeyError, get_storage
 from .analysis import start_analysis
 from .ingest import EXTENSIONS, IngestError, Limits, delete_media, ingest_stream, readable_size
@@ -103,21 +104,13 @@ def media_or_404(media_id: int) -> Media:
     return media
 
 
-def _page_arg() -> int:
-    """The page number from the query, 1 when absent or nonsense."""
-    raw = request.args.get("page", "1")
-    if not (raw.isascii() and raw.isdigit()):
-        return 1
-    return max(1, min(int(raw.lstrip("0")[:7] or "0"), 100_000))
-
-
 @bp.get("/")
 @allow(*ANY_ROLE)
 def list_media() -> str:
     """Uploaded media, newest first, with their analysis status."""
     status = request.args.get("status") if request.args.get("status") in MEDIA_STATUSES else None
     per_page = current_app.config["PAGE_SIZE"]
-    page = _page_arg()
+    page = page_arg()
     rows, total = page_of_media(status=status, page=page, per_page=per_page)
     return render_template("media/list.html", items=rows, total=total, page=page,
                            pages=max(1, math.ceil(total / per_page)), status=status,

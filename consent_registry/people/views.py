@@ -56,7 +56,7 @@ def _commit_or_errors(change: Callable[[], T]) -> tuple[T | None, dict[str, str]
     return result, {}
 
 
-def _page_arg() -> int:
+def page_arg() -> int:
     """The page number from the query, 1 when absent or nonsense."""
     raw = request.args.get("page", "1")
     if not (raw.isascii() and raw.isdigit()):  # isdigit() alone accepts "²", which int() refuses
@@ -73,7 +73,7 @@ def list_people() -> str:
     group = request.args.get("group") or None
     status = request.args.get("status") if request.args.get("status") in ("active", "left") else None
     per_page = current_app.config["PAGE_SIZE"]
-    page = _page_arg()
+    page = page_arg()
     people, total = search_people(q=q, group=group, status=status, page=page, per_page=per_page)
     return render_template(
         "people/list.html", people=people, total=total, page=page,
