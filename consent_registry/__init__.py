@@ -157,6 +157,7 @@ def create_app(
     limiter.init_app(app)
     mail.init_app(app)
     storage.init_app(app)
+    from .biometrics import models as _biometrics  # noqa: F401  (its tables join the metadata)
     from .consent import sending  # noqa: F401  (its jobs register on import)
     from .media import analysis  # noqa: F401  (its jobs register on import)
 

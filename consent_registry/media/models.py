@@ -14,6 +14,7 @@ MEDIA_KINDS = ("photo", "video", "audio")
 MEDIA_STATUSES = ("queued", "analysing", "ready", "failed")
 APPEARANCE_KINDS = ("face", "voice")
 RESOLUTIONS = ("unresolved", "identified", "not_recognisable", "blur")
+SOURCES = ("detected", "manual")  # found by analysis, or added by a staff member
 
 
 class Media(db.Model):
@@ -81,6 +82,9 @@ class Appearance(db.Model):
     suggested_person_id: Mapped[int | None] = mapped_column(sa.ForeignKey("people.id"))
     distance: Mapped[float | None] = mapped_column(sa.Float)
     resolution: Mapped[str] = mapped_column(sa.String(20), default="unresolved")
+    source: Mapped[str] = mapped_column(sa.String(10), default="detected", server_default="detected")
+    # Identified by the matching rule's auto-accept (off by default) rather than by a person.
+    auto_accepted: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     resolved_by: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     crop_key: Mapped[str | None] = mapped_column(sa.String(255))
@@ -91,6 +95,7 @@ class Appearance(db.Model):
     __table_args__ = (
         sa.CheckConstraint(sa.column("kind").in_(APPEARANCE_KINDS), name="kind"),
         sa.CheckConstraint(sa.column("resolution").in_(RESOLUTIONS), name="resolution"),
+        sa.CheckConstraint(sa.column("source").in_(SOURCES), name="source"),
     )
 
     @property
