@@ -189,4 +189,8 @@ def record_decision(
         "record_id": row.id, "channel": channel, "method": method, "decider": decider_kind,
         "guardian_id": guardian_id, "entered_by": entered_by, "possibly_scanner": scanner,
     })
+    # A decision may end the biometric consent: its face references go in this same transaction.
+    from ..biometrics.service import enforce_biometric_consent  # late: biometrics imports this module
+
+    enforce_biometric_consent(person, moment)
     return row

@@ -124,6 +124,13 @@ def set_guardians(
         elif link.relation != data.relation:
             link.relation = data.relation
             changed = True
+    if changed:
+        # Losing the guardian who consented (or, with both guardians required, gaining one who
+        # has not) can end the biometric consent, and with it the keeping of face references.
+        from ..biometrics.service import enforce_biometric_consent  # late: avoids an import cycle
+
+        db.session.flush()
+        enforce_biometric_consent(person, utcnow())
     return changed
 
 
@@ -200,6 +207,11 @@ def update_person(
         if "status" in changed:
             record("person:leave" if person.status == "left" else "person:return", actor=actor,
                    subject_type="person", subject_id=person.id)
+    if "status" in changed:
+        # Leaving ends the keeping of face references (guardian changes: see set_guardians).
+        from ..biometrics.service import enforce_biometric_consent  # late: avoids an import cycle
+
+        enforce_biometric_consent(person, utcnow())
     return changed
 
 
@@ -209,6 +221,8 @@ def search_people(
 ) -> tuple[list[Person], int]:
     """One page of people matching a free-text query and filters, by family name."""
     query = sa.select(Person)
+    # PostgreSQL refuses NUL in text parameters; no name or class contains one.
+    q, group = q.replace("\x00", ""), group.replace("\x00", "") if group else group
     for word in q.split():
         escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         pattern = f"%{escaped}%"
