@@ -48,6 +48,11 @@ class AppearanceOut(BaseModel):
     suggested_person_id: int | None
     distance: float | None
     resolution: Literal["unresolved", "identified", "not_recognisable", "blur"]
+    source: Literal["detected", "manual"] = Field(
+        description="found by analysis, or added by a staff member")
+    auto_accepted: bool = Field(description="identified by the matcher's auto-accept, not a person")
+    resolved_by: int | None = Field(description="the user who made the last decision")
+    resolved_at: str | None = Field(description="when that decision was made (ISO 8601, UTC)")
 
 
 class MediaSummary(BaseModel):
@@ -91,6 +96,9 @@ def appearance_out(row: Appearance) -> AppearanceOut:
         segments=row.segments, person_id=row.person_id,
         suggested_person_id=row.suggested_person_id, distance=row.distance,
         resolution=row.resolution,  # type: ignore[arg-type]
+        source=row.source or "detected", auto_accepted=bool(row.auto_accepted),  # type: ignore[arg-type]
+        resolved_by=row.resolved_by,
+        resolved_at=row.resolved_at.isoformat() if row.resolved_at else None,
     )
 
 

@@ -206,9 +206,11 @@ def detail(media_id: int) -> str:
     """One item: the photo (or a player), its facts and the people found in it."""
     media = media_or_404(media_id)
     name = media.title or media.original_name or _("Item %(id)d", id=media.id)
+    from .tagging_views import tagging_context
+
     return render_template("media/detail.html", media=media, name=name,
                            can_view_original=current_user.role in ORIGINAL_VIEWERS,
-                           can_delete=current_user.role in UPLOADERS)
+                           can_delete=current_user.role in UPLOADERS, **tagging_context(media))
 
 
 def display_rendition(data: bytes, *, max_side: int = DISPLAY_MAX_SIDE) -> bytes:
@@ -286,3 +288,6 @@ def delete(media_id: int) -> Response:
     delete_media(media_or_404(media_id), actor=_actor(), storage=get_storage())
     flash(_("The media item has been deleted."), "success")
     return redirect(url_for("media.list_media"))
+
+
+from . import tagging_views  # noqa: E402,F401  (the tagging routes join this blueprint)
