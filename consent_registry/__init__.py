@@ -21,6 +21,7 @@ from .config import (
     settings_from_environment,
 )
 from .db import db, migrate
+from .media.matching import policy_from_settings
 from .ratelimit import limiter
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -55,6 +56,8 @@ def _configure(
     if not cfg.get("SECRET_KEY"):
         cfg["SECRET_KEY"] = load_or_create_secret_key(Path(app.instance_path))
     check_production_key(cfg["ENV"], cfg["SECRET_KEY"])
+    # A mistyped matching threshold should stop the start, not every later analysis.
+    cfg["MATCH_POLICY"] = policy_from_settings(cfg)
     database_url = cfg.get("DATABASE_URL") or (
         f"sqlite:///{Path(app.instance_path) / 'consent_registry.sqlite3'}"
     )
@@ -107,6 +110,8 @@ def _register_blueprints(app: Flask) -> None:
     from .api import bp as api_bp
     from .auth.admin_views import bp as users_bp
     from .auth.views import bp as auth_bp
+    from .biometrics.views import bp as reference_photos_bp
+    from .biometrics.views import settings_bp
     from .consent.public import bp as consent_public_bp
     from .consent.views import bp as consent_bp
     from .media.views import bp as media_bp
@@ -116,7 +121,7 @@ def _register_blueprints(app: Flask) -> None:
 
     limit_blueprint(consent_public_bp)
     for blueprint in (main.bp, auth_bp, users_bp, people_bp, import_bp, consent_bp,
-                      consent_public_bp, media_bp, api_bp):
+                      consent_public_bp, media_bp, api_bp, settings_bp, reference_photos_bp):
         app.register_blueprint(blueprint)
 
 
@@ -158,6 +163,7 @@ def create_app(
     mail.init_app(app)
     storage.init_app(app)
     from .biometrics import models as _biometrics  # noqa: F401  (its tables join the metadata)
+    from .biometrics import service as _biometric_jobs  # noqa: F401  (its jobs register on import)
     from .consent import sending  # noqa: F401  (its jobs register on import)
     from .media import analysis  # noqa: F401  (its jobs register on import)
 

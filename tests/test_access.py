@@ -92,6 +92,24 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("api.get_media_route", "GET"): ALL,
     ("api.upload_media", "POST"): UPLOADERS,
     ("api.delete_media_route", "DELETE"): UPLOADERS,
+    ("settings.face_matching_page", "GET"): frozenset({"admin", "dpo"}),
+    ("settings.face_matching_submit", "POST"): ADMIN,
+    ("reference_photos.upload", "POST"): UPLOADERS,
+    ("reference_photos.delete", "POST"): UPLOADERS,
+    ("api.get_face_matching", "GET"): frozenset({"admin", "dpo"}),
+    ("api.put_face_matching", "PUT"): ADMIN,
+    ("api.list_reference_photos", "GET"): ORIGINAL_VIEWERS,
+    ("api.add_reference_photo", "POST"): UPLOADERS,
+    ("api.delete_reference_photo", "DELETE"): UPLOADERS,
+    ("media.appearance_crop", "GET"): ALL,
+    ("media.tag_appearance", "POST"): UPLOADERS,
+    ("media.decide_suggestion", "POST"): UPLOADERS,
+    ("media.set_appearance_resolution", "POST"): UPLOADERS,
+    ("media.add_appearance_form", "POST"): UPLOADERS,
+    ("api.get_appearance", "GET"): ALL,
+    ("api.patch_appearance", "PATCH"): UPLOADERS,
+    ("api.create_appearance", "POST"): UPLOADERS,
+    ("api.person_media", "GET"): ALL,
 }
 PRINCIPALS = ("anonymous", "admin", "communications", "staff", "dpo")
 
@@ -158,6 +176,8 @@ def path_values(app: Flask, users: dict[str, StaffUser]) -> dict[str, int | str]
         "request_id": 1,
         "token": "not-a-real-token",
         "media_id": 1,
+        "reference_id": 1,
+        "appearance_id": 1,
     }
     db.session.commit()
     return values

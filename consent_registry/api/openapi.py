@@ -8,6 +8,12 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from ..biometrics.schemas import (
+    FaceMatchingIn,
+    FaceMatchingOut,
+    ReferencePhotoList,
+    ReferencePhotoOut,
+)
 from ..consent.schemas import (
     ConsentIn,
     ConsentRecordOut,
@@ -18,6 +24,7 @@ from ..consent.schemas import (
 )
 from ..media.schemas import ACCEPTED_CONTENT_TYPES, MediaOut, MediaPage, MediaUploadFields
 from ..people.schemas import PersonCreate, PersonOut, PersonPage, PersonPatch
+from .appearances import AppearanceCreate, AppearanceOut, AppearancePatch, PersonMediaPage
 
 
 class ErrorDetail(BaseModel):
@@ -38,6 +45,8 @@ _MODELS: list[type[BaseModel]] = [
     PersonCreate, PersonPatch, PersonOut, PersonPage, ErrorBody, ConsentIn, ConsentRecordOut,
     ConsentsOut, ConsentRequestIn, ConsentRequestCreated, ConsentRequestOut, MediaOut, MediaPage,
 ]
+_MODELS += [AppearancePatch, AppearanceCreate, AppearanceOut, PersonMediaPage]  # tagging
+_MODELS += [FaceMatchingIn, FaceMatchingOut, ReferencePhotoOut, ReferencePhotoList]  # biometrics
 _ERROR_TEXT = {
     400: "Malformed request (bad JSON, bad query parameter)",
     401: "Missing or invalid bearer token",
@@ -115,6 +124,135 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
 
 _PERSON_ID = {"name": "person_id", "in": "path", "required": True,
               "schema": {"type": "integer", "minimum": 1}}
+
+
+_APPEARANCE_ID = {"name": "appearance_id", "in": "path", "required": True,
+                  "schema": {"type": "integer", "minimum": 1}}
+
+
+def _tagging_paths() -> dict[str, Any]:
+    """Tagging: appearances of an item, and the items a person appears in."""
+    return {
+        "/api/v1/media/{media_id}/appearances": {
+            "parameters": [_MEDIA_ID],
+            "post": {
+                "operationId": "addAppearance",
+                "summary": "Add a face the detector missed (a box) or a person present but not "
+                           "detected (no box, person_id required)",
+                "requestBody": {"required": True, **_json(_ref(AppearanceCreate))},
+                "responses": {"201": {"description": "Added; `Location` names it",
+                                      **_json(_ref(AppearanceOut))},
+                              **_errors(400, 401, 403, 404, 409, 413, 415, 422)},
+            },
+        },
+        "/api/v1/media/{media_id}/appearances/{appearance_id}": {
+            "parameters": [_MEDIA_ID, _APPEARANCE_ID],
+            "get": {
+                "operationId": "getAppearance",
+                "summary": "One appearance of an item",
+                "responses": {"200": {"description": "The appearance", **_json(_ref(AppearanceOut))},
+                              **_errors(401, 403, 404)},
+            },
+            "patch": {
+                "operationId": "decideAppearance",
+                "summary": "Exactly one of: tag a person, accept or reject the suggestion, set the "
+                           "resolution (409 not_ready before analysis, no_suggestion without one)",
+                "requestBody": {"required": True, **_json(_ref(AppearancePatch))},
+                "responses": {"200": {"description": "The changed appearance",
+                                      **_json(_ref(AppearanceOut))},
+                              **_errors(400, 401, 403, 404, 409, 413, 415, 422)},
+            },
+        },
+        "/api/v1/people/{person_id}/media": {
+            "parameters": [_PERSON_ID],
+            "get": {
+                "operationId": "getPersonMedia",
+                "summary": "The media items a person is tagged in, newest first",
+                "parameters": [
+                    _query("page", {"type": "integer", "minimum": 1}, "Page number, from 1"),
+                    _query("per_page", {"type": "integer", "minimum": 1, "maximum": 200},
+                           "Items per page"),
+                ],
+                "responses": {"200": {"description": "A page of items",
+                                      **_json(_ref(PersonMediaPage))},
+                              **_errors(400, 401, 403, 404)},
+            },
+        },
+    }
+
+
+_REFERENCE_ERROR_TEXT = {
+    409: "`matching_off`: face matching is switched off; `no_biometric_consent`: the person is not "
+         "active with a valid biometric consent; `duplicate`: this photo is already a reference",
+    413: "The file is larger than the photo limit",
+    415: "Not multipart/form-data, or the file's content is not an accepted photo type",
+    422: "Missing or unknown fields; an empty, damaged or unreadable photo; too many pixels; "
+         "`not_one_face`: the photo does not show exactly one face",
+}
+
+
+def _biometric_paths() -> dict[str, Any]:
+    """Face matching: the school's switch and people's reference photos (never an encoding)."""
+    reference_errors = {
+        str(s): {"description": _REFERENCE_ERROR_TEXT.get(s) or _ERROR_TEXT[s],
+                 **_json(_ref(ErrorBody))}
+        for s in (400, 401, 403, 404, 409, 413, 415, 422)
+    }
+    return {
+        "/api/v1/settings/face-matching": {
+            "get": {
+                "operationId": "getFaceMatching",
+                "summary": "Whether face matching is on, on which DPIA, changed by whom and when",
+                "responses": {"200": {"description": "The setting", **_json(_ref(FaceMatchingOut))},
+                              **_errors(401, 403)},
+            },
+            "put": {
+                "operationId": "setFaceMatching",
+                "summary": "Switch face matching on (with a DPIA reference) or off; switching off "
+                           "deletes every reference",
+                "requestBody": {"required": True, **_json(_ref(FaceMatchingIn))},
+                "responses": {"200": {"description": "The changed setting",
+                                      **_json(_ref(FaceMatchingOut))},
+                              **_errors(400, 401, 403, 413, 415, 422)},
+            },
+        },
+        "/api/v1/people/{person_id}/reference-photos": {
+            "parameters": [_PERSON_ID],
+            "get": {
+                "operationId": "listReferencePhotos",
+                "summary": "A person's references for face matching, oldest first",
+                "responses": {"200": {"description": "The references",
+                                      **_json(_ref(ReferencePhotoList))},
+                              **_errors(401, 403, 404)},
+            },
+            "post": {
+                "operationId": "addReferencePhoto",
+                "summary": "Enrol a photo with exactly one face; only its encoding is kept",
+                "requestBody": {
+                    "required": True,
+                    "description": "The photo's type is decided from its content. Accepted: JPEG, "
+                                   "PNG, WebP, HEIC/HEIF.",
+                    "content": {"multipart/form-data": {"schema": {
+                        "type": "object", "required": ["file"], "additionalProperties": False,
+                        "properties": {"file": {"type": "string",
+                                                "contentMediaType": "application/octet-stream",
+                                                "description": "A photo of the person alone"}},
+                    }}},
+                },
+                "responses": {"201": {"description": "Enrolled", **_json(_ref(ReferencePhotoOut))},
+                              **reference_errors},
+            },
+        },
+        "/api/v1/people/{person_id}/reference-photos/{reference_id}": {
+            "parameters": [_PERSON_ID, {"name": "reference_id", "in": "path", "required": True,
+                                        "schema": {"type": "integer", "minimum": 1}}],
+            "delete": {
+                "operationId": "deleteReferencePhoto",
+                "summary": "Delete one reference of a person (audited)",
+                "responses": {"204": {"description": "Deleted"}, **_errors(401, 403, 404)},
+            },
+        },
+    }
 
 
 def _paths() -> dict[str, Any]:
@@ -241,6 +379,8 @@ def _paths() -> dict[str, Any]:
                 "responses": {"204": {"description": "Deleted"}, **_errors(401, 403, 404)},
             },
         },
+        **_tagging_paths(),
+        **_biometric_paths(),
         "/api/v1/openapi.json": {
             "get": {
                 "operationId": "getOpenApi",

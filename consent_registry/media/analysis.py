@@ -6,6 +6,12 @@ at most once, so a worker that dies mid-run leaves the item "analysing"; the swe
 older than STALE_RUN and queues them again, and a new run first removes what an earlier one left.
 Sound (voices) is the audio issue's: until then audio and the sound of videos are not analysed,
 and `voices_analysed` stays false so the publication gate can refuse them.
+
+Matching (biometric processing) happens only while an admin has switched it on and somebody is
+enrolled: then each face (each track, for videos) is encoded, compared with the references of the
+people whose biometric consent is valid, and the nearest person within the policy becomes a
+suggestion a human confirms. The encodings are never stored, whether they match or not. With
+matching off nothing is encoded at all.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 
+import numpy as np
 import sqlalchemy as sa
 from flask import current_app
 from PIL import Image
@@ -28,6 +35,7 @@ from ..db import db, utcnow
 from ..jobs import crontab, enqueue, periodic_task, task
 from ..storage import get_storage
 from .faces import Box, FaceEngine, crop, make_engine, oriented
+from .matching import MatchPolicy, Reference, Suggestion, suggest_many
 from .models import Appearance, Media
 
 STALE_RUN = timedelta(minutes=30)
@@ -79,11 +87,37 @@ def _store_crop(image: Image.Image, box: Box) -> str:
 
 @dataclass(frozen=True, slots=True)
 class FoundFace:
-    """A face found by analysis, before it is written: box, stored crop, and for videos when."""
+    """A face found by analysis, before it is written: box, stored crop, for videos when, and whom
+    matching suggests."""
 
     box: Box
     crop_key: str
     segments: list[list[float]] | None = None
+    suggestion: Suggestion | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Matcher:
+    """What faces are compared with during one run: the enrolled references and the policy."""
+
+    references: tuple[Reference, ...]
+    policy: MatchPolicy
+
+    def suggest(self, encodings: list[np.ndarray]) -> list[Suggestion | None]:
+        """The suggestion for each encoding, in order (the encodings are not kept)."""
+        return suggest_many(encodings, self.references, policy=self.policy) if encodings else []
+
+
+def matcher(at: datetime) -> Matcher | None:
+    """The matcher for a run starting now, or None when matching is off or nobody is enrolled."""
+    from ..biometrics.service import face_matching_enabled, matching_references
+
+    if not face_matching_enabled():
+        return None
+    references = matching_references(at)
+    if not references:
+        return None
+    return Matcher(tuple(references), current_app.config["MATCH_POLICY"])
 
 
 def _forget_earlier_run(media_id: int) -> None:
@@ -97,10 +131,15 @@ def _forget_earlier_run(media_id: int) -> None:
     db.session.commit()
 
 
-def analyse_photo(storage_key: str) -> list[FoundFace]:
-    """The faces of a photo, with crops."""
+def analyse_photo(storage_key: str, match: Matcher | None = None) -> list[FoundFace]:
+    """The faces of a photo, with crops, and suggestions when there is a matcher."""
     image = oriented(Image.open(io.BytesIO(get_storage().get(storage_key))))
-    return [FoundFace(face.box, _store_crop(image, face.box)) for face in engine().detect(image)]
+    faces = engine().detect(image)
+    suggestions: list[Suggestion | None] = [None] * len(faces)
+    if match is not None and faces:
+        suggestions = match.suggest(engine().encode(image, [face.box for face in faces]))
+    return [FoundFace(face.box, _store_crop(image, face.box), suggestion=suggestion)
+            for face, suggestion in zip(faces, suggestions, strict=True)]
 
 
 def _progress_reporter(media_id: int) -> Callable[[int], None]:
@@ -119,8 +158,8 @@ def _progress_reporter(media_id: int) -> Callable[[int], None]:
     return report
 
 
-def analyse_video(media_id: int, storage_key: str) -> list[FoundFace]:
-    """One face per track through the video, with its segments and a thumbnail."""
+def analyse_video(media_id: int, storage_key: str, match: Matcher | None = None) -> list[FoundFace]:
+    """One face per track through the video, with its segments, a thumbnail and a suggestion."""
     from .video import thumbnail, track_faces
 
     with tempfile.NamedTemporaryFile(suffix=".video") as local:
@@ -130,16 +169,51 @@ def analyse_video(media_id: int, storage_key: str) -> list[FoundFace]:
         per_frame, scanner = _video_engines()
         tracks = track_faces(local.name, engine=per_frame, scan_engine=scanner,
                              sample_fps=current_app.config.get("VIDEO_SAMPLE_FPS", 5.0),
-                             progress=_progress_reporter(media_id),
+                             encodings=match is not None, progress=_progress_reporter(media_id),
                              workers=current_app.config.get("VIDEO_WORKERS", 1))
+        suggestions: dict[int, Suggestion | None] = {}
+        if match is not None:
+            encoded = [i for i, track in enumerate(tracks) if track.encoding is not None]
+            suggestions = dict(zip(encoded, match.suggest([tracks[i].encoding for i in encoded]),
+                                   strict=True))
         found = []
-        for track in tracks:
+        for i, track in enumerate(tracks):
             buffer = io.BytesIO()
             thumbnail(local.name, track.best).save(buffer, format="JPEG", quality=85)
             found.append(FoundFace(track.best.box, get_storage().put(buffer.getvalue(),
                                                                      prefix=CROP_PREFIX),
-                                   [[round(s, 2), round(e, 2)] for s, e in track.segments]))
+                                   [[round(s, 2), round(e, 2)] for s, e in track.segments],
+                                   suggestions.get(i)))
         return found
+
+
+def _still_enrolled(found: list[FoundFace], at: datetime) -> list[FoundFace]:
+    """Drop suggestions of people whose biometric consent ended while the run was busy."""
+    suggested = {f.suggestion.person_id for f in found if f.suggestion is not None}
+    if not suggested:
+        return found
+    from ..biometrics.service import face_matching_enabled, matching_references
+
+    enrolled = ({r.person_id for r in matching_references(at)} if face_matching_enabled() else set())
+    return [f if f.suggestion is None or f.suggestion.person_id in enrolled
+            else FoundFace(f.box, f.crop_key, f.segments, None) for f in found]
+
+
+def _appearance(media_id: int, face: FoundFace, at: datetime) -> Appearance:
+    """The row for one found face; an auto-accepted suggestion is tagged at once."""
+    suggestion = face.suggestion
+    row = Appearance(media_id=media_id, kind="face", box_x=face.box.x, box_y=face.box.y,
+                     box_w=face.box.w, box_h=face.box.h, segments=face.segments,
+                     resolution="unresolved", crop_key=face.crop_key, source="detected")
+    if suggestion is not None:
+        row.suggested_person_id = suggestion.person_id
+        row.distance = round(suggestion.distance, 4)
+        if suggestion.auto_accept:
+            row.person_id = suggestion.person_id
+            row.resolution = "identified"
+            row.auto_accepted = True
+            row.resolved_at = at
+    return row
 
 
 @task()
@@ -153,24 +227,31 @@ def analyse_media(media_id: int) -> None:
         return
     media = db.session.get(Media, media_id)
     kind, storage_key = media.kind, media.storage_key
-    db.session.commit()
     try:
+        match = matcher(utcnow()) if kind in ("photo", "video") else None
+        db.session.commit()
         _forget_earlier_run(media_id)
         if kind == "photo":
-            found = analyse_photo(storage_key)
+            found = analyse_photo(storage_key, match)
         elif kind == "video":
-            found = analyse_video(media_id, storage_key)
+            found = analyse_video(media_id, storage_key, match)
         else:
             found = []  # voices: the audio issue
-        db.session.add_all(
-            Appearance(media_id=media_id, kind="face", box_x=f.box.x, box_y=f.box.y,
-                       box_w=f.box.w, box_h=f.box.h, segments=f.segments,
-                       resolution="unresolved", crop_key=f.crop_key)
-            for f in found)
+        now = utcnow()
+        rows = [_appearance(media_id, face, now) for face in _still_enrolled(found, now)]
+        db.session.add_all(rows)
         db.session.execute(sa.update(Media).where(Media.id == media_id)
                            .values(status="ready", progress=100))
+        db.session.flush()
+        for row in rows:
+            if row.auto_accepted:
+                record("appearance:auto_accepted", actor=SYSTEM, subject_type="media",
+                       subject_id=media_id, details={"appearance_id": row.id,
+                                                     "person_id": row.person_id,
+                                                     "distance": row.distance})
         record("media:analysed", actor=SYSTEM, subject_type="media", subject_id=media_id,
-               details={"faces": len(found)})
+               details={"faces": len(rows), "matching": match is not None,
+                        "suggestions": sum(r.suggested_person_id is not None for r in rows)})
         db.session.commit()
     except Exception as exc:  # any failure is recorded on the item, never left "analysing"
         db.session.rollback()

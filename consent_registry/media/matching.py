@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -130,6 +130,24 @@ class Suggestion:
 
 
 DEFAULT_POLICY = MatchPolicy()
+
+
+def policy_from_settings(settings: Mapping[str, object]) -> MatchPolicy:
+    """The policy the MATCH_* settings describe (numbers or text); ValueError when they make no sense."""
+    def number(name: str, default: float | None) -> float | None:
+        value = settings.get(name, default)
+        if value is None or (isinstance(value, str) and value.strip().lower() in {"", "none", "off"}):
+            return None
+        try:
+            return float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a number, not {value!r}") from None
+
+    threshold = number("MATCH_THRESHOLD", DEFAULT_POLICY.threshold)
+    margin = number("MATCH_MARGIN", DEFAULT_POLICY.margin)
+    return MatchPolicy(threshold=DEFAULT_POLICY.threshold if threshold is None else threshold,
+                       margin=DEFAULT_POLICY.margin if margin is None else margin,
+                       auto_accept_below=number("MATCH_AUTO_ACCEPT_BELOW", None))
 
 
 def suggest(encoding: np.ndarray, references: Sequence[Reference], *,
