@@ -119,6 +119,7 @@ def assert_inside(faces: tuple[DetectedFace, ...] | list[DetectedFace], size: tu
 
 # --- quality on the public photos ------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_group_photos_meet_the_bar() -> None:
     """19 counted faces in 6 group photos: all must be found (18 is under 95%), none false."""
     assert_bar(GROUPS)
@@ -151,6 +152,7 @@ def test_boxes_are_in_original_pixels() -> None:
 
 # --- 12 megapixels ---------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_group_photos_at_12_megapixels_meet_the_bar_in_seconds() -> None:
     """Scaled up (LANCZOS) to 12 MP, the same faces, no false ones, a few seconds each."""
     assert_bar(GROUPS, TWELVE_MP)

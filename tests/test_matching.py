@@ -329,11 +329,13 @@ def public_set() -> PublicSet:
     return PublicSet(names, enrol_faces, photos)
 
 
+@pytest.mark.slow
 def test_public_set_every_enrolment_photo_gives_one_reference(public_set: PublicSet) -> None:
     assert len(public_set.enrol_faces) == 8
     assert public_set.enrol_faces == dict.fromkeys(public_set.enrol_faces, 1)
 
 
+@pytest.mark.slow
 def test_public_set_enrolled_probes_get_the_right_suggestion_or_none(public_set: PublicSet) -> None:
     enrolled = set(public_set.names.values())
     probes = [p for p in public_set.photos if p.role == "probe" and p.expected is not None]
@@ -345,6 +347,7 @@ def test_public_set_enrolled_probes_get_the_right_suggestion_or_none(public_set:
     assert len(right) >= 0.8 * len(probes), answers
 
 
+@pytest.mark.slow
 def test_public_set_non_enrolled_people_are_suggested_as_nobody(public_set: PublicSet) -> None:
     enrolled = set(public_set.names.values())
     strangers = [p for p in public_set.photos
@@ -357,6 +360,7 @@ def test_public_set_non_enrolled_people_are_suggested_as_nobody(public_set: Publ
     assert {file: names for file, names in suggested.items() if names} == {}
 
 
+@pytest.mark.slow
 def test_public_set_group_photos_suggest_only_people_in_them(public_set: PublicSet) -> None:
     enrolled = set(public_set.names.values())
     groups = [p for p in public_set.photos if p.role == "group" and enrolled & set(p.identities)]
@@ -371,5 +375,6 @@ def test_public_set_group_photos_suggest_only_people_in_them(public_set: PublicS
     assert found >= 0.8 * sum(len(enrolled & set(p.identities)) for p in groups)
 
 
+@pytest.mark.slow
 def test_public_set_nothing_is_auto_accepted_by_default(public_set: PublicSet) -> None:
     assert not any(s.auto_accept for p in public_set.photos for s in p.suggestions if s is not None)

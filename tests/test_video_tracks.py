@@ -232,6 +232,7 @@ def clip_tracks(engines) -> list[FaceTrack]:
     return track_faces(CLIP, engine=engines[0], scan_engine=engines[1], encodings=True, workers=2)
 
 
+@pytest.mark.slow
 def test_clip_the_singer_is_one_track(clip_tracks):
     """Lin-Manuel Miranda, frontal from 2.74 to 7.04 s: one track covering most of it, his face."""
     (shot,) = [s for s in _segments() if s["t"] == [2.74, 7.04]]
@@ -242,6 +243,7 @@ def test_clip_the_singer_is_one_track(clip_tracks):
     assert make_engine().detect(thumbnail(CLIP, track.best))
 
 
+@pytest.mark.slow
 def test_clip_the_audience_gives_a_track_per_face(clip_tracks):
     """Barack and Michelle Obama (and two other women) from 7.04 s to the end: a track each."""
     start, end = 7.04, 9.18
@@ -250,6 +252,7 @@ def test_clip_the_audience_gives_a_track_per_face(clip_tracks):
     assert len(tracks) <= 4
 
 
+@pytest.mark.slow
 def test_clip_tracks_stay_in_their_shot_and_are_not_split(clip_tracks):
     """Each track lies within one shot; the tracks of one shot are all seen at the same time, so
     none is the continuation of another (one person split in two)."""

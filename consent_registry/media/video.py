@@ -35,7 +35,11 @@ a copy scaled to 1280x720, on this 2-core machine (bench/bench_video_faces.py):
   one-sample track, kept for its size); after that too little of his face shows.
 * Sampling. SAMPLE_FPS (5) samples a second, restarted at every cut so that a shot's first frame is
   always looked at; segment ends are then within 0.1 s. 4 a second gave the same tracks on v01 for
-  10% less time (the CNN scans dominate), with fewer chances for HOG to find a face turning.
+  10% less time (the CNN scans dominate), with fewer chances for HOG to find a face turning. The
+  media issue asked for 2 a second by default; measured on v01 (2 worker processes, 2026-11-25):
+  2/s took 10.4 s and split the singer (2.74-7.04 s) into two overlapping tracks, because he moves
+  more than NEAR face sizes in half a second; 5/s took 10.6 s and gave one track. So 5 stays the
+  default and VIDEO_SAMPLE_FPS can lower it.
 * Tracking. A detection continues the track whose last box is nearest (centre distance under 0.6
   face sizes, 0.2 more for every sample the face was missed, at most 1.2; size within 1.5x),
   greedily, nearest first. A track survives MISSES (2) samples without its face, or, once the CNN
