@@ -166,6 +166,7 @@ def create_app(
     from .biometrics import service as _biometric_jobs  # noqa: F401  (its jobs register on import)
     from .consent import sending  # noqa: F401  (its jobs register on import)
     from .media import analysis  # noqa: F401  (its jobs register on import)
+    from .publishing import models as _publishing  # noqa: F401  (its tables join the metadata)
 
     jobs.init_app(app)
     _register_blueprints(app)

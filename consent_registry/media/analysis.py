@@ -94,6 +94,7 @@ class FoundFace:
     crop_key: str
     segments: list[list[float]] | None = None
     suggestion: Suggestion | None = None
+    track: list[list[float]] | None = None  # videos: [[t_s, x, y, w, h], ...] per sampled detection
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +184,9 @@ def analyse_video(media_id: int, storage_key: str, match: Matcher | None = None)
             found.append(FoundFace(track.best.box, get_storage().put(buffer.getvalue(),
                                                                      prefix=CROP_PREFIX),
                                    [[round(s, 2), round(e, 2)] for s, e in track.segments],
-                                   suggestions.get(i)))
+                                   suggestions.get(i),
+                                   [[round(p.t, 3), p.box.x, p.box.y, p.box.w, p.box.h]
+                                    for p in track.points]))
         return found
 
 
@@ -196,7 +199,7 @@ def _still_enrolled(found: list[FoundFace], at: datetime) -> list[FoundFace]:
 
     enrolled = ({r.person_id for r in matching_references(at)} if face_matching_enabled() else set())
     return [f if f.suggestion is None or f.suggestion.person_id in enrolled
-            else FoundFace(f.box, f.crop_key, f.segments, None) for f in found]
+            else FoundFace(f.box, f.crop_key, f.segments, None, f.track) for f in found]
 
 
 def _appearance(media_id: int, face: FoundFace, at: datetime) -> Appearance:
@@ -204,7 +207,8 @@ def _appearance(media_id: int, face: FoundFace, at: datetime) -> Appearance:
     suggestion = face.suggestion
     row = Appearance(media_id=media_id, kind="face", box_x=face.box.x, box_y=face.box.y,
                      box_w=face.box.w, box_h=face.box.h, segments=face.segments,
-                     resolution="unresolved", crop_key=face.crop_key, source="detected")
+                     track=face.track, resolution="unresolved", crop_key=face.crop_key,
+                     source="detected")
     if suggestion is not None:
         row.suggested_person_id = suggestion.person_id
         row.distance = round(suggestion.distance, 4)

@@ -78,6 +78,9 @@ class Appearance(db.Model):
     box_h: Mapped[int | None] = mapped_column(sa.Integer)
     # [[start_s, end_s], ...] for face tracks in videos and for voices; null for photos.
     segments: Mapped[list[Any] | None] = mapped_column(sa.JSON)
+    # A video face track's sampled boxes, [[t_s, x, y, w, h], ...] in display pixels: the
+    # publishable rendition blurs along them, frame by frame. Null for photos and voices.
+    track: Mapped[list[Any] | None] = mapped_column(sa.JSON)
     person_id: Mapped[int | None] = mapped_column(sa.ForeignKey("people.id"), index=True)
     suggested_person_id: Mapped[int | None] = mapped_column(sa.ForeignKey("people.id"))
     distance: Mapped[float | None] = mapped_column(sa.Float)

@@ -1,0 +1,1 @@
+"""Publishing: the gate, publishable renditions, connectors (Facebook, exports) and takedowns."""

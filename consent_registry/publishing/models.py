@@ -1,0 +1,81 @@
+"""Publications of media on channels, the people each shows, and their takedowns.
+
+A publication is the proof the data protection officer needs: which rendition went where, when,
+by whom, and the gate's decision with, per person, the consent records that allowed it. Rows are
+kept after a takedown (state `taken_down`) and even after the media item is deleted.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ..db import UTCDateTime, db, utcnow
+
+# queued -> publishing -> live | failed; live -> takedown_pending -> taken_down.
+# An export is `live` once recorded; its takedown is a task staff confirm by hand.
+PUBLICATION_STATES = ("queued", "publishing", "live", "failed", "takedown_pending", "taken_down")
+CONNECTORS = ("facebook", "export")
+
+
+class Publication(db.Model):
+    """One media item published (or being published) on one channel."""
+
+    __tablename__ = "publications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Kept when the item is deleted: the proof outlives the file.
+    media_id: Mapped[int | None] = mapped_column(sa.ForeignKey("media.id", ondelete="SET NULL"),
+                                                 index=True)
+    media_sha256: Mapped[str] = mapped_column(sa.String(64))
+    channel: Mapped[str] = mapped_column(sa.String(32), index=True)
+    connector: Mapped[str] = mapped_column(sa.String(10))
+    caption: Mapped[str | None] = mapped_column(sa.Text)
+    state: Mapped[str] = mapped_column(sa.String(20), default="queued", index=True)
+    attested: Mapped[bool] = mapped_column(default=False)
+    # {"allowed": true, "evaluated_at": ..., "people": [{"person_id", "appearance_ids",
+    #  "consent_record_ids", "valid_until"}], "appearances": [{"appearance_id", "resolution"}]}
+    decision: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    # The cleared rendition that was (or will be) sent: storage key and hash of its bytes.
+    rendition_key: Mapped[str | None] = mapped_column(sa.String(255))
+    rendition_sha256: Mapped[str | None] = mapped_column(sa.String(64))
+    # What the remote side answered, written as soon as it answers (a retry never posts twice):
+    # e.g. {"photo_ids": [...], "upload_session": "...", "handle": "..."}.
+    remote: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    post_id: Mapped[str | None] = mapped_column(sa.String(100), index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(sa.String(500))
+    published_by: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    takedown_reason: Mapped[str | None] = mapped_column(sa.String(40))
+    takedown_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    takedown_attempts: Mapped[int] = mapped_column(default=0)
+    taken_down_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    taken_down_by: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+
+    people: Mapped[list[PublicationPerson]] = relationship(
+        back_populates="publication", cascade="all, delete-orphan", order_by="PublicationPerson.id")
+
+    __table_args__ = (
+        sa.CheckConstraint(sa.column("state").in_(PUBLICATION_STATES), name="state"),
+        sa.CheckConstraint(sa.column("connector").in_(CONNECTORS), name="connector"),
+    )
+
+
+class PublicationPerson(db.Model):
+    """A person shown in a publication: what a withdrawal for that channel must take down."""
+
+    __tablename__ = "publication_people"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    publication_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("publications.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = mapped_column(sa.ForeignKey("people.id"), index=True)
+
+    publication: Mapped[Publication] = relationship(back_populates="people")
+
+    __table_args__ = (sa.UniqueConstraint("publication_id", "person_id", name="uq_publication_person"),)
