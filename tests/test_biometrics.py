@@ -108,6 +108,16 @@ def enrolled(person: Person, shade: int = 100) -> int:
 
 
 @pytest.fixture
+def logged_in(logged_in):
+    """Logged-in clients that ask for English pages: the assertions below read English."""
+    def make(role: str):
+        client = logged_in(role)
+        client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+        return client
+    return make
+
+
+@pytest.fixture
 def engine(monkeypatch: pytest.MonkeyPatch) -> FakeFaceEngine:
     """A fake face engine that finds one face in every photo (tests may change its boxes)."""
     fake = FakeFaceEngine(ONE_FACE)
