@@ -117,11 +117,14 @@ def _register_blueprints(app: Flask) -> None:
     from .media.views import bp as media_bp
     from .people.import_views import bp as import_bp
     from .people.views import bp as people_bp
+    from .publishing import preview_views  # noqa: F401  (the answer page's preview joins consent_public)
+    from .publishing.views import bp as publications_bp
     from .ratelimit import limit_blueprint
 
     limit_blueprint(consent_public_bp)
     for blueprint in (main.bp, auth_bp, users_bp, people_bp, import_bp, consent_bp,
-                      consent_public_bp, media_bp, api_bp, settings_bp, reference_photos_bp):
+                      consent_public_bp, media_bp, api_bp, settings_bp, reference_photos_bp,
+                      publications_bp):
         app.register_blueprint(blueprint)
 
 
@@ -166,7 +169,9 @@ def create_app(
     from .biometrics import service as _biometric_jobs  # noqa: F401  (its jobs register on import)
     from .consent import sending  # noqa: F401  (its jobs register on import)
     from .media import analysis  # noqa: F401  (its jobs register on import)
+    from .publishing import jobs as _publishing_jobs  # noqa: F401  (its jobs register on import)
     from .publishing import models as _publishing  # noqa: F401  (its tables join the metadata)
+    from .publishing import takedown as _takedowns  # noqa: F401  (its jobs register on import)
 
     jobs.init_app(app)
     _register_blueprints(app)

@@ -104,6 +104,12 @@ class BaseConfig:
     MAX_AUDIO_BYTES = 500 * 1024 * 1024
     MAX_IMAGE_PIXELS = 100_000_000
     INGEST_TMP_DIR: str | None = None
+    # The Facebook Page publications go to (Graph API); no page or token: the channel cannot publish.
+    FACEBOOK_PAGE_ID: str | None = None
+    FACEBOOK_PAGE_TOKEN: str | None = None
+    FACEBOOK_APP_ID: str | None = None  # needed for video uploads (resumable upload sessions)
+    FACEBOOK_GRAPH_URL = "https://graph.facebook.com"
+    FACEBOOK_GRAPH_VERSION = "v24.0"
     # Public pages (answer, manage, withdraw) are rate-limited per client address.
     RATELIMIT_STORAGE_URI = "memory://"
     PUBLIC_RATE_LIMIT = "60 per minute"

@@ -71,6 +71,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("consent_public.manage_submit", "POST"): PUBLIC,
     ("consent_public.ask_manage_link", "GET"): PUBLIC,
     ("consent_public.ask_manage_link_submit", "POST"): PUBLIC,
+    ("consent_public.answer_preview", "GET"): PUBLIC,
+    ("media.rendition", "GET"): ORIGINAL_VIEWERS,
     ("api.get_consents", "GET"): ALL,
     ("api.post_consent", "POST"): WRITERS,
     ("api.post_consent_request", "POST"): REQUESTERS,
@@ -110,6 +112,18 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("api.patch_appearance", "PATCH"): UPLOADERS,
     ("api.create_appearance", "POST"): UPLOADERS,
     ("api.person_media", "GET"): ALL,
+    ("api.publish_media", "POST"): UPLOADERS,
+    ("api.list_publications", "GET"): ALL,
+    ("api.get_publication_route", "GET"): ALL,
+    ("api.delete_publication", "DELETE"): UPLOADERS,
+    ("publications.list_publications", "GET"): ALL,
+    ("publications.detail", "GET"): ALL,
+    ("publications.publish", "POST"): UPLOADERS,
+    ("publications.take_down", "POST"): UPLOADERS,
+    ("publications.removed_by_hand", "POST"): UPLOADERS,
+    ("publications.download", "GET"): ORIGINAL_VIEWERS,
+    ("api.media_gate", "GET"): ALL,
+    ("media.request_missing_consent", "POST"): REQUESTERS,
 }
 PRINCIPALS = ("anonymous", "admin", "communications", "staff", "dpo")
 
@@ -178,6 +192,7 @@ def path_values(app: Flask, users: dict[str, StaffUser]) -> dict[str, int | str]
         "media_id": 1,
         "reference_id": 1,
         "appearance_id": 1,
+        "publication_id": 1,
     }
     db.session.commit()
     return values

@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
-from . import appearances, biometrics, consents, docs, media, people  # noqa: E402,F401  (routes register on import)
+from . import appearances, biometrics, consents, docs, gate, media, people, publications  # noqa: E402,F401  (routes register on import)

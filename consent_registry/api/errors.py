@@ -31,14 +31,16 @@ class ApiError(Exception):
     """An error answered as {"error": {"code", "message", "fields"}} with an HTTP status."""
 
     def __init__(
-        self, status: int, code: str, message: str, fields: dict[str, str] | None = None
+        self, status: int, code: str, message: str, fields: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
-        """Keep everything the error body needs."""
+        """Keep everything the error body needs; `extra` adds keys (e.g. a gate's blockers)."""
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.fields = fields or {}
+        self.extra = extra or {}
 
 
 def error_response(error: ApiError) -> Response:
@@ -46,6 +48,7 @@ def error_response(error: ApiError) -> Response:
     body: dict[str, Any] = {"code": error.code, "message": error.message}
     if error.fields:
         body["fields"] = error.fields
+    body.update(error.extra)
     response = jsonify({"error": body})
     response.status_code = error.status
     if error.status == 401:

@@ -24,7 +24,10 @@ from ..consent.schemas import (
 )
 from ..media.schemas import ACCEPTED_CONTENT_TYPES, MediaOut, MediaPage, MediaUploadFields
 from ..people.schemas import PersonCreate, PersonOut, PersonPage, PersonPatch
+from ..publishing.models import PUBLICATION_STATES
 from .appearances import AppearanceCreate, AppearanceOut, AppearancePatch, PersonMediaPage
+from .gate import GateBlocker, GateDecisionOut
+from .publications import PublicationOut, PublicationPage, PublishIn, PublishOut
 
 
 class ErrorDetail(BaseModel):
@@ -33,6 +36,7 @@ class ErrorDetail(BaseModel):
     code: str
     message: str
     fields: dict[str, str] | None = None
+    blockers: list[GateBlocker] | None = None  # code "blocked": what the gate refuses
 
 
 class ErrorBody(BaseModel):
@@ -47,6 +51,8 @@ _MODELS: list[type[BaseModel]] = [
 ]
 _MODELS += [AppearancePatch, AppearanceCreate, AppearanceOut, PersonMediaPage]  # tagging
 _MODELS += [FaceMatchingIn, FaceMatchingOut, ReferencePhotoOut, ReferencePhotoList]  # biometrics
+_MODELS += [GateDecisionOut]  # publication gate
+_MODELS += [PublishIn, PublishOut, PublicationOut, PublicationPage]  # publications
 _ERROR_TEXT = {
     400: "Malformed request (bad JSON, bad query parameter)",
     401: "Missing or invalid bearer token",
@@ -255,6 +261,99 @@ def _biometric_paths() -> dict[str, Any]:
     }
 
 
+def _gate_paths() -> dict[str, Any]:
+    """The publication gate: the decision for an item and a channel, without publishing."""
+    return {
+        "/api/v1/media/{media_id}/gate": {
+            "parameters": [_MEDIA_ID],
+            "get": {
+                "operationId": "getMediaGate",
+                "summary": "Whether the item may be published on the channel now, and every "
+                           "blocker (per appearance and person); nothing is changed or audited",
+                "parameters": [
+                    {"name": "channel", "in": "query", "required": True,
+                     "schema": {"type": "string", "minLength": 1},
+                     "description": "A channel of this school, e.g. facebook (400 otherwise)"},
+                    _query("attest", {"type": "string", "enum": ["true", "false"]},
+                           "The publisher attests that every recognisable person is tagged "
+                           "(default false: the decision then includes not_attested)"),
+                ],
+                "responses": {"200": {"description": "The gate's decision",
+                                      **_json(_ref(GateDecisionOut))},
+                              **_errors(400, 401, 403, 404)},
+            },
+        },
+    }
+
+
+_PUBLICATION_ID = {"name": "publication_id", "in": "path", "required": True,
+                   "schema": {"type": "integer", "minimum": 1}}
+_PUBLISH_ERROR_TEXT = {
+    409: "`blocked`: the publication gate blocks the item on the channel now; `blockers` lists "
+         "each appearance, person and reason",
+    422: "Invalid fields: `unknown_channel`, `not_publishable` (only photos and videos go to "
+         "Facebook), a caption that is too long, a non-boolean attest",
+}
+
+
+def _publication_paths() -> dict[str, Any]:
+    """Publications: publish an item on a channel, read them (the proof), take one down."""
+    publish_errors = {
+        str(s): {"description": _PUBLISH_ERROR_TEXT.get(s) or _ERROR_TEXT[s], **_json(_ref(ErrorBody))}
+        for s in (400, 401, 403, 404, 409, 413, 415, 422)
+    }
+    return {
+        "/api/v1/media/{media_id}/publish": {
+            "parameters": [_MEDIA_ID],
+            "post": {
+                "operationId": "publishMedia",
+                "summary": "Publish the item on a channel: the gate is evaluated again; Facebook "
+                           "posts go out in the background, other channels are exports",
+                "requestBody": {"required": True, **_json(_ref(PublishIn))},
+                "responses": {"201": {"description": "Created and queued; `Location` names it",
+                                      **_json(_ref(PublishOut))},
+                              **publish_errors},
+            },
+        },
+        "/api/v1/publications": {
+            "get": {
+                "operationId": "listPublications",
+                "summary": "Publications, newest first",
+                "parameters": [
+                    _query("state", {"type": "string", "enum": list(PUBLICATION_STATES)},
+                           "Only publications in this state"),
+                    _query("channel", {"type": "string"}, "Only publications on this channel"),
+                    _query("media_id", {"type": "integer", "minimum": 1}, "Only of this item"),
+                    _query("page", {"type": "integer", "minimum": 1}, "Page number, from 1"),
+                    _query("per_page", {"type": "integer", "minimum": 1, "maximum": 200},
+                           "Items per page"),
+                ],
+                "responses": {"200": {"description": "A page of publications",
+                                      **_json(_ref(PublicationPage))},
+                              **_errors(400, 401, 403)},
+            },
+        },
+        "/api/v1/publications/{publication_id}": {
+            "parameters": [_PUBLICATION_ID],
+            "get": {
+                "operationId": "getPublication",
+                "summary": "One publication with the gate's decision, its state and takedown",
+                "responses": {"200": {"description": "The publication",
+                                      **_json(_ref(PublicationOut))},
+                              **_errors(401, 403, 404)},
+            },
+            "delete": {
+                "operationId": "takeDownPublication",
+                "summary": "Take the publication down (reason by_staff); Facebook posts are "
+                           "deleted in the background, exports become a task for staff",
+                "responses": {"202": {"description": "Takedown requested (or already done)",
+                                      **_json(_ref(PublicationOut))},
+                              **_errors(401, 403, 404, 409)},
+            },
+        },
+    }
+
+
 def _paths() -> dict[str, Any]:
     """Every documented path and operation."""
     return {
@@ -381,6 +480,8 @@ def _paths() -> dict[str, Any]:
         },
         **_tagging_paths(),
         **_biometric_paths(),
+        **_gate_paths(),
+        **_publication_paths(),
         "/api/v1/openapi.json": {
             "get": {
                 "operationId": "getOpenApi",

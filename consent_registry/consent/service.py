@@ -193,4 +193,8 @@ def record_decision(
     from ..biometrics.service import enforce_biometric_consent  # late: biometrics imports this module
 
     enforce_biometric_consent(person, moment)
+    # A decision may end consent for a channel: what shows the person there comes down.
+    from ..publishing.takedown import takedowns_for_consent_change  # late: it imports this module
+
+    takedowns_for_consent_change(person, channel, moment)
     return row

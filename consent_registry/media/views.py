@@ -206,11 +206,13 @@ def detail(media_id: int) -> str:
     """One item: the photo (or a player), its facts and the people found in it."""
     media = media_or_404(media_id)
     name = media.title or media.original_name or _("Item %(id)d", id=media.id)
+    from ..publishing.gate_views import gate_context
     from .tagging_views import tagging_context
 
     return render_template("media/detail.html", media=media, name=name,
                            can_view_original=current_user.role in ORIGINAL_VIEWERS,
-                           can_delete=current_user.role in UPLOADERS, **tagging_context(media))
+                           can_delete=current_user.role in UPLOADERS, **tagging_context(media),
+                           **gate_context(media))
 
 
 def display_rendition(data: bytes, *, max_side: int = DISPLAY_MAX_SIDE) -> bytes:
@@ -290,4 +292,6 @@ def delete(media_id: int) -> Response:
     return redirect(url_for("media.list_media"))
 
 
+# The gate's request button and the staff's look at the published version join this blueprint too.
+from ..publishing import gate_views, rendition_views  # noqa: E402,F401
 from . import tagging_views  # noqa: E402,F401  (the tagging routes join this blueprint)

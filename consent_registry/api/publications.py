@@ -1,0 +1,180 @@
+"""API routes for publications: publish an item on a channel, read publications, take one down."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from flask import Response, jsonify, request, url_for
+from flask_babel import gettext as _
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..auth.access import ANY_ROLE, allow
+from ..db import db
+from ..jobs import enqueue
+from ..media.models import Media, get_media
+from ..publishing.jobs import publish_job
+from ..publishing.models import CONNECTORS, PUBLICATION_STATES, Publication
+from ..publishing.service import (
+    CAPTION_MAX_LENGTH,
+    PublishBlocked,
+    PublishRefused,
+    get_publication,
+    page_of_publications,
+    publication_json,
+    request_publication,
+)
+from ..publishing.takedown import TakedownError, takedown_on_request
+from . import bp
+from .errors import ApiError, int_arg, json_object, page_size, validated
+from .gate import GateBlocker
+from .people import _actor
+
+PUBLISHERS = ("admin", "communications")
+
+
+class PublishIn(BaseModel):
+    """A request to publish an item on one channel."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    channel: str = Field(min_length=1, max_length=32, description="A channel of this school")
+    caption: str | None = Field(default=None, max_length=CAPTION_MAX_LENGTH)
+    attest: bool = Field(default=False,
+                         description="Literally true: every recognisable person is tagged "
+                                     "(false or absent: the gate blocks with not_attested)")
+
+
+class PublishOut(BaseModel):
+    """A publication created and queued (for Facebook, the post id once it is live)."""
+
+    publication_id: int
+    post_id: str | None
+    state: Literal[PUBLICATION_STATES]  # type: ignore[valid-type]
+
+
+class PublicationOut(BaseModel):
+    """A publication: where, when, by whom, its state, the gate's decision and its takedown."""
+
+    id: int
+    media_id: int | None
+    media_sha256: str
+    channel: str
+    connector: Literal[CONNECTORS]  # type: ignore[valid-type]
+    caption: str | None
+    state: Literal[PUBLICATION_STATES]  # type: ignore[valid-type]
+    attested: bool
+    post_id: str | None
+    attempts: int
+    last_error: str | None
+    published_by: int | None
+    created_at: datetime
+    published_at: datetime | None
+    rendition_sha256: str | None
+    person_ids: list[int]
+    decision: dict[str, Any] = Field(description="The gate's decision when published: evaluated_at "
+                                                 "and, per person, consent_record_ids and "
+                                                 "valid_until (the proof)")
+    takedown_reason: str | None
+    takedown_requested_at: datetime | None
+    takedown_attempts: int
+    taken_down_at: datetime | None
+    taken_down_by: int | None
+
+
+class PublicationPage(BaseModel):
+    """A page of publications, newest first."""
+
+    items: list[PublicationOut]
+    page: int
+    per_page: int
+    total: int
+
+
+def _media_or_404(media_id: int) -> Media:
+    """The item, or a 404 in the API's shape."""
+    media = get_media(media_id)
+    if media is None:
+        raise ApiError(404, "not_found", _("No media item with this id."))
+    return media
+
+
+def _publication_or_404(publication_id: int) -> Publication:
+    """The publication, or a 404 in the API's shape."""
+    publication = get_publication(publication_id)
+    if publication is None:
+        raise ApiError(404, "not_found", _("No publication with this id."))
+    return publication
+
+
+def blocked_error(exc: PublishBlocked) -> ApiError:
+    """The 409 of a blocked publish, listing every blocker."""
+    blockers = [GateBlocker.model_validate(b.as_json()).model_dump() for b in exc.decision.blockers]
+    return ApiError(409, "blocked", _("The publication gate blocks this item on this channel."),
+                    extra={"blockers": blockers})
+
+
+@bp.post("/media/<int:media_id>/publish")
+@allow(*PUBLISHERS)
+def publish_media(media_id: int) -> tuple[Response, int, dict[str, str]]:
+    """Publish an item on a channel if the gate allows it now (201), else 409 with the blockers."""
+    media = _media_or_404(media_id)
+    data = validated(PublishIn, json_object())
+    try:
+        publication = request_publication(media, channel=data.channel, caption=data.caption,
+                                          attested=data.attest is True, actor=_actor())
+    except PublishRefused as exc:
+        db.session.rollback()
+        raise ApiError(422, "invalid" if exc.field == "caption" else exc.code, exc.message,
+                       {exc.field or "body": exc.message}) from None
+    except PublishBlocked as exc:
+        db.session.commit()  # keeps the gate:blocked event
+        raise blocked_error(exc) from None
+    publication_id = publication.id
+    db.session.commit()
+    enqueue(publish_job, publication_id)
+    publication = _publication_or_404(publication_id)
+    db.session.refresh(publication)
+    return (jsonify({"publication_id": publication.id, "post_id": publication.post_id,
+                     "state": publication.state}), 201,
+            {"Location": url_for("api.get_publication_route", publication_id=publication_id)})
+
+
+@bp.get("/publications")
+@allow(*ANY_ROLE)
+def list_publications() -> Response:
+    """A page of publications, newest first, filtered by state, channel and media item."""
+    state = request.args.get("state") or None
+    channel = request.args.get("channel") or None
+    if state not in (None, *PUBLICATION_STATES):
+        raise ApiError(400, "bad_request", _("Invalid query parameter."),
+                       {"state": "must be one of " + ", ".join(PUBLICATION_STATES)})
+    media_id = int_arg("media_id", default=0, minimum=0, maximum=2**31 - 1) or None
+    page, per_page = int_arg("page", default=1, maximum=100_000), page_size()
+    rows, total = page_of_publications(state=state, channel=channel, media_id=media_id, page=page,
+                                       per_page=per_page)
+    return jsonify({"items": [publication_json(p) for p in rows], "page": page,
+                    "per_page": per_page, "total": total})
+
+
+@bp.get("/publications/<int:publication_id>")
+@allow(*ANY_ROLE)
+def get_publication_route(publication_id: int) -> Response:
+    """One publication with the gate's decision (the proof), its state and takedown."""
+    return jsonify(publication_json(_publication_or_404(publication_id)))
+
+
+@bp.delete("/publications/<int:publication_id>")
+@allow(*PUBLISHERS)
+def delete_publication(publication_id: int) -> tuple[Response, int]:
+    """Take a publication down on request (reason by_staff); 202, the takedown follows."""
+    publication = _publication_or_404(publication_id)
+    try:
+        takedown_on_request(publication, actor=_actor())
+    except TakedownError as exc:
+        db.session.rollback()
+        raise ApiError(409, exc.code, exc.message) from None
+    db.session.commit()  # a Facebook takedown job runs once this commits
+    publication = _publication_or_404(publication_id)
+    db.session.refresh(publication)
+    return jsonify(publication_json(publication)), 202

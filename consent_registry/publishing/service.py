@@ -1,0 +1,180 @@
+"""Requesting a publication: the gate evaluated again in the same transaction, then the proof kept.
+
+A publication is created only when the gate allows the item on the channel at this moment; its
+decision (with, per person, the consent records that allowed it) is stored as the proof the data
+protection officer needs. The actual sending happens in `publishing.jobs.publish_job`, queued after
+the commit that makes the publication visible.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..audit import Actor, record
+from ..consent.service import channels
+from ..db import db, utcnow
+from ..media.models import Media
+from ..translate import _
+from .gate import GateDecision
+from .gate_service import gate_for
+from .models import PUBLICATION_STATES, Publication, PublicationPerson
+
+CAPTION_MAX_LENGTH = 2000
+# Channels with a connector of their own; every other channel is published as an export.
+CONNECTOR_OF = {"facebook": "facebook"}
+FACEBOOK_KINDS = ("photo", "video")
+# Taggings that put a person in a publication: shown, or blurred but still tagged.
+SHOWN_RESOLUTIONS = ("identified", "blur")
+
+
+class PublishBlocked(Exception):
+    """The gate blocks the item on the channel now; `decision` says why."""
+
+    def __init__(self, decision: GateDecision) -> None:
+        """Keep the decision for the API and the page."""
+        super().__init__("blocked by the publication gate")
+        self.decision = decision
+
+
+class PublishRefused(ValueError):
+    """A publication that may not even be asked for (e.g. audio on Facebook); `field` names why."""
+
+    def __init__(self, code: str, message: str, *, field: str | None = None) -> None:
+        """Keep the code, the translated message and the field."""
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+def connector_for(channel: str) -> str:
+    """The connector that publishes on a channel: its own, or an export downloaded by staff."""
+    return CONNECTOR_OF.get(channel, "export")
+
+
+def check_request(*, kind: str, channel: str, known_channels: tuple[str, ...],
+                  caption: str | None) -> None:
+    """Refuse what no gate decision could allow: unknown channel, audio on Facebook, long captions."""
+    if channel not in known_channels:
+        raise PublishRefused("unknown_channel", _("Not a channel of this school."), field="channel")
+    if connector_for(channel) == "facebook" and kind not in FACEBOOK_KINDS:
+        raise PublishRefused("not_publishable",
+                             _("Only photos and videos can be published on Facebook."),
+                             field="channel")
+    if caption is not None and len(caption) > CAPTION_MAX_LENGTH:
+        raise PublishRefused("invalid", _("Too long: at most %(n)s characters.",
+                                          n=CAPTION_MAX_LENGTH), field="caption")
+
+
+def shown_people(media: Media) -> dict[int, list[int]]:
+    """Person id -> the ids of the appearances tagging them (identified or blurred), in order."""
+    shown: dict[int, list[int]] = {}
+    for appearance in sorted(media.appearances, key=lambda a: a.id):
+        if appearance.person_id is not None and appearance.resolution in SHOWN_RESOLUTIONS:
+            shown.setdefault(appearance.person_id, []).append(appearance.id)
+    return shown
+
+
+def decision_json(decision: GateDecision, media: Media, at: datetime) -> dict[str, Any]:
+    """The gate's decision with the moment and, per person, the appearances: the stored proof."""
+    document = decision.as_json()
+    shown = shown_people(media)
+    document["evaluated_at"] = at.isoformat()
+    document["kind"] = media.kind
+    for person in document["people"]:
+        person["appearance_ids"] = shown.get(person["person_id"], [])
+    document["appearances"] = [
+        {"appearance_id": a.id, "kind": a.kind, "resolution": a.resolution, "person_id": a.person_id}
+        for a in sorted(media.appearances, key=lambda a: a.id)
+    ]
+    return document
+
+
+def blocker_reasons(decision: GateDecision) -> list[str]:
+    """The distinct reasons of a blocking decision, sorted (no names: safe for the audit log)."""
+    return sorted({b.reason for b in decision.blockers})
+
+
+def request_publication(media: Media, *, channel: str, caption: str | None, attested: bool,
+                        actor: Actor, known_channels: tuple[str, ...] | None = None,
+                        at: datetime | None = None) -> Publication:
+    """Create a queued publication if the gate allows it now; else audit and raise PublishBlocked.
+
+    The caller commits (also after PublishBlocked, so the `gate:blocked` event is kept) and then
+    queues `publish_job` with the returned publication's id.
+    """
+    moment = at or utcnow()
+    check_request(kind=media.kind, channel=channel, known_channels=known_channels or channels(),
+                  caption=caption)
+    decision = gate_for(media, channel, attested=attested, at=moment)
+    if not decision.allowed:
+        record("gate:blocked", actor=actor, subject_type="media", subject_id=media.id,
+               details={"channel": channel, "reasons": blocker_reasons(decision),
+                        "blockers": len(decision.blockers)})
+        raise PublishBlocked(decision)
+    publication = Publication(
+        media_id=media.id, media_sha256=media.sha256, channel=channel,
+        connector=connector_for(channel), caption=caption or None, state="queued",
+        attested=attested, decision=decision_json(decision, media, moment), remote={},
+        published_by=actor.id if actor.type == "user" else None, created_at=moment,
+    )
+    publication.people = [PublicationPerson(person_id=pid) for pid in sorted(shown_people(media))]
+    db.session.add(publication)
+    db.session.flush()
+    record("publication:create", actor=actor, subject_type="publication", subject_id=publication.id,
+           details={"media_id": media.id, "channel": channel, "connector": publication.connector,
+                    "person_ids": [p.person_id for p in publication.people], "attested": attested})
+    return publication
+
+
+def get_publication(publication_id: int) -> Publication | None:
+    """A publication by id, or None (also for ids out of range)."""
+    if not 0 < publication_id < 2**31:
+        return None
+    return db.session.get(Publication, publication_id)
+
+
+def page_of_publications(*, state: str | None = None, channel: str | None = None,
+                         media_id: int | None = None, page: int = 1,
+                         per_page: int = 50) -> tuple[list[Publication], int]:
+    """A page of publications, newest first, filtered; and how many match in all."""
+    query = sa.select(Publication)
+    if state is not None:
+        if state not in PUBLICATION_STATES:
+            raise ValueError(f"unknown state {state!r}")
+        query = query.where(Publication.state == state)
+    if channel is not None:
+        query = query.where(Publication.channel == channel)
+    if media_id is not None:
+        query = query.where(Publication.media_id == media_id)
+    total = db.session.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one()
+    rows = db.session.execute(query.order_by(Publication.id.desc())
+                              .limit(per_page).offset((page - 1) * per_page)).scalars().all()
+    return list(rows), total
+
+
+def publication_json(publication: Publication) -> dict[str, Any]:
+    """A publication for the API: state, post id, proof and takedown."""
+    def when(moment: datetime | None) -> str | None:
+        return moment.isoformat() if moment else None
+
+    return {
+        "id": publication.id, "media_id": publication.media_id,
+        "media_sha256": publication.media_sha256, "channel": publication.channel,
+        "connector": publication.connector, "caption": publication.caption,
+        "state": publication.state, "attested": publication.attested,
+        "post_id": publication.post_id, "attempts": publication.attempts,
+        "last_error": publication.last_error, "published_by": publication.published_by,
+        "created_at": when(publication.created_at), "published_at": when(publication.published_at),
+        "rendition_sha256": publication.rendition_sha256,
+        "person_ids": [p.person_id for p in publication.people],
+        "decision": publication.decision,
+        "takedown_reason": publication.takedown_reason,
+        "takedown_requested_at": when(publication.takedown_requested_at),
+        "takedown_attempts": publication.takedown_attempts,
+        "taken_down_at": when(publication.taken_down_at),
+        "taken_down_by": publication.taken_down_by,
+    }
