@@ -341,6 +341,20 @@ def test_a_withdrawal_takes_the_post_down(app: Flask, tokens: dict[str, str], gr
     assert verify().ok
 
 
+def test_leaving_the_school_takes_the_post_down_at_once(app: Flask, tokens: dict[str, str],
+                                                         graph: Any) -> None:
+    """A person marked as left today: their posts come down without waiting for the hourly task."""
+    from consent_registry.people.schemas import PersonPatch
+    from consent_registry.people.service import update_person
+
+    publication_id, post_id, person = _live_on_facebook(app, tokens)
+    update_person(db.session.get(Person, person.id), PersonPatch(status="left"), actor=SYSTEM)
+    db.session.commit()
+    publication = get(publication_id)
+    assert publication.state == "taken_down" and publication.takedown_reason == "person_left"
+    assert post_id in graph.deleted
+
+
 def test_other_channels_and_grants_take_nothing_down(app: Flask, tokens: dict[str, str],
                                                     graph: Any) -> None:
     """Withdrawing another channel, or granting again, leaves the post up."""

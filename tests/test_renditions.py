@@ -175,6 +175,14 @@ def test_preview_keeps_the_own_face_sharp_and_blurs_the_others() -> None:
     assert _g01_similarity(shown, other) < 0.6
 
 
+def test_preview_blurs_a_face_nobody_boxed() -> None:
+    """A face the detector missed (no box at all) is not shown sharp to a parent either."""
+    own, missed = G01_FACES[1], G01_FACES[0]
+    shown = preview_photo(G01.read_bytes(), [own], [])
+    assert _g01_similarity(shown, own) > 0.9
+    assert _g01_similarity(shown, missed) < 0.6
+
+
 def _g01_similarity(shown: bytes, box: Box) -> float:
     """How much of g01's fine detail inside a box (full-size pixels) a rendition of it keeps."""
     image = Image.open(io.BytesIO(shown)).convert("L")

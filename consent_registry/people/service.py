@@ -208,10 +208,16 @@ def update_person(
             record("person:leave" if person.status == "left" else "person:return", actor=actor,
                    subject_type="person", subject_id=person.id)
     if "status" in changed:
-        # Leaving ends the keeping of face references (guardian changes: see set_guardians).
+        # Leaving ends the keeping of face references (guardian changes: see set_guardians)
+        # and, once the leaving date has come, what shows the person on any channel.
         from ..biometrics.service import enforce_biometric_consent  # late: avoids an import cycle
+        from ..consent.service import channels
+        from ..publishing.takedown import takedowns_for_consent_change
 
-        enforce_biometric_consent(person, utcnow())
+        now = utcnow()
+        enforce_biometric_consent(person, now)
+        for channel in channels():
+            takedowns_for_consent_change(person, channel, now)
     return changed
 
 

@@ -137,20 +137,28 @@ def photo_rendition(data: bytes, blur_boxes: Sequence[Box], *, max_side: int = 2
     return _jpeg(pixels)
 
 
+PREVIEW_SOFTEN = 60  # the whole preview is blurred with a radius of its longer side / this
+
+
 def preview_photo(data: bytes, keep_boxes: Sequence[Box], blur_boxes: Sequence[Box], *,
                   max_side: int = 1024) -> bytes:
-    """A small JPEG for a parent's answer page: every blur box blurred, the keep boxes left sharp.
+    """A small JPEG for a parent's answer page: their own child sharp, everyone else unrecognisable.
 
-    Another face's box always wins: a kept box stays sharp only where it does not cover one of
-    the blurred boxes themselves (their margins may not spoil the kept face).
+    The whole picture is softened first (a face the detector missed must not reach a parent
+    sharp: the scene stays readable, faces do not), every other known face is then blurred
+    strongly, and only the keep boxes are restored. Another face's box always wins: a kept box
+    stays sharp only where it does not cover one of the blurred boxes themselves.
     """
     pixels, fx, fy = _upright(data, max_side)
     original = pixels.copy()
+    height, width = pixels.shape[:2]
+    radius = max(6.0, max(width, height) / PREVIEW_SOFTEN)
+    softened = Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(radius))
+    pixels = np.array(softened)
     rng = np.random.default_rng()
     blurred = [_scaled_box(b, fx, fy) for b in blur_boxes]
     for box in blurred:
         blur_box(pixels, box, rng)
-    height, width = pixels.shape[:2]
     others = np.zeros((height, width), dtype=bool)
     for box in blurred:
         others[box.y:box.bottom, box.x:box.right] = True
