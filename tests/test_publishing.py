@@ -242,6 +242,25 @@ def test_a_transient_error_is_retried_later_without_posting_twice(app: Flask, gr
     assert len(graph.posts) == 1 and len(graph.photos) == 1
 
 
+def test_a_lost_answer_on_the_last_step_waits_for_a_person(app: Flask, graph: Any) -> None:
+    """A 504 without a Graph body on /feed: Facebook may have posted. No retry (no double post):
+    the publication fails with a message that says to check the Page, and a new run does nothing."""
+    media, _person = tagged_photo(app)
+    graph.fail_next(r"/feed$", code=None, http_status=504)
+    publication = request_publication(media, channel="facebook", caption="Hi", attested=True,
+                                      actor=SYSTEM)
+    publication_id = publication.id
+    db.session.commit()
+    publish_job(publication_id)
+    publication = get(publication_id)
+    assert publication.state == "failed" and publication.last_error.startswith("uncertain")
+    assert publication.remote.get("feed_attempted")
+    assert events("publication:failed")[-1].details["kind"] == "uncertain"
+    feeds = sum(1 for _method, path in graph.requests if path.endswith("/feed"))
+    publish_job(publication_id)
+    assert sum(1 for _method, path in graph.requests if path.endswith("/feed")) == feeds
+
+
 def test_a_rate_limit_backs_off(app: Flask, graph: Any) -> None:
     """Code 4 on every attempt of a run: a retry with the rate-limit kind."""
     media, _person = tagged_photo(app)

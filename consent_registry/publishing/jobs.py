@@ -286,6 +286,13 @@ def publish_job(publication_id: int) -> None:
         post_id = _send_to_facebook(publication_id, kind=kind, key=rendition.key, caption=caption,
                                     title=title, remote=remote)
     except TransientGraphError as exc:
+        if exc.uncertain:
+            # Facebook may hold the post already: retrying could post twice, so a person looks.
+            db.session.rollback()
+            _fail(publication_id, "publication:failed",
+                  "uncertain: Facebook did not answer the last step; check the Page before "
+                  "publishing again", {"attempt": attempt, "kind": "uncertain", "code": exc.code})
+            return
         _retry_later(publication_id, attempt, error_kind(exc), exc)
         return
     except (AuthGraphError, PermissionGraphError) as exc:
