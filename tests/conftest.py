@@ -27,7 +27,7 @@ from consent_registry.auth.service import create_user
 from consent_registry.auth.tokens import issue_token
 from consent_registry.db import db
 
-from fake_graph import fake_graph  # noqa: F401  (fixture)
+from fake_graph import fake_graph, graph  # noqa: F401  (fixtures)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "public"
 PG_URL = os.environ.get("CONSENT_REGISTRY_TEST_DATABASE_URL", "")

@@ -476,6 +476,20 @@ def fake_graph() -> Iterator[FakeGraph]:
         fake.stop()
 
 
+@pytest.fixture
+def graph(app: Any, fake_graph: FakeGraph, monkeypatch: pytest.MonkeyPatch) -> FakeGraph:
+    """The fake configured as the app's Facebook Page; the publishing jobs' client never sleeps."""
+    from flask import current_app
+
+    from consent_registry.publishing import jobs as publishing_jobs
+    from consent_registry.publishing.facebook import GraphClient, GraphSettings
+
+    app.config.update(fake_graph.config())
+    monkeypatch.setattr(publishing_jobs, "graph_client", lambda: GraphClient(
+        GraphSettings.from_config(current_app.config), sleep=lambda _seconds: None))
+    return fake_graph
+
+
 def main() -> None:
     """Run the fake for development: `python tests/fake_graph.py --port 8089 --token dev-token`."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 import time_machine
-from flask import Flask, current_app
+from flask import Flask
 from test_tagging import face, make_photo, pupil
 
 from consent_registry.audit import SYSTEM, Actor, AuditEvent, verify
@@ -17,7 +17,6 @@ from consent_registry.db import db
 from consent_registry.media.models import Media
 from consent_registry.people.models import Person
 from consent_registry.publishing import jobs as publishing_jobs
-from consent_registry.publishing.facebook import GraphClient, GraphSettings
 from consent_registry.publishing.jobs import (
     backoff,
     enqueue_after_commit,
@@ -33,12 +32,13 @@ from api_helpers import api_caller, conforms
 
 
 @pytest.fixture
-def graph(app: Flask, fake_graph: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The fake Graph API configured as the app's Facebook Page; the client never really sleeps."""
-    app.config.update(fake_graph.config())
-    monkeypatch.setattr(publishing_jobs, "graph_client", lambda: GraphClient(
-        GraphSettings.from_config(current_app.config), sleep=lambda _seconds: None))
-    return fake_graph
+def logged_in(logged_in):
+    """Logged-in clients that ask for English pages: the assertions below read English."""
+    def make(role: str):
+        client = logged_in(role)
+        client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+        return client
+    return make
 
 
 def events(action: str) -> list[AuditEvent]:

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from flask import Flask
-from test_publishing import events, get, graph, tagged_photo  # noqa: F401  (graph is a fixture)
+from test_publishing import events, get, tagged_photo
 
 from consent_registry.db import db
 from consent_registry.publishing.models import Publication
 
 from conftest import csrf_token
+
+
+@pytest.fixture
+def logged_in(logged_in):
+    """Logged-in clients that ask for English pages: the assertions below read English."""
+    def make(role: str):
+        client = logged_in(role)
+        client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+        return client
+    return make
 
 
 def test_the_media_page_has_an_unticked_attestation(app: Flask, logged_in) -> None:
@@ -25,7 +36,7 @@ def test_the_media_page_has_an_unticked_attestation(app: Flask, logged_in) -> No
         assert "publish-attest" not in logged_in(role).get(f"/media/{media.id}").get_data(as_text=True)
 
 
-def test_publishing_without_attesting_shows_the_blockers(app: Flask, logged_in, graph: Any) -> None:  # noqa: F811
+def test_publishing_without_attesting_shows_the_blockers(app: Flask, logged_in, graph: Any) -> None:
     """The box left unticked: 409 page naming the reason; nothing published."""
     media, _person = tagged_photo(app, consent=None)
     client = logged_in("communications")
@@ -39,7 +50,7 @@ def test_publishing_without_attesting_shows_the_blockers(app: Flask, logged_in, 
 
 
 def test_publishing_from_the_page_shows_progress_and_proof(app: Flask, logged_in,
-                                                           graph: Any) -> None:  # noqa: F811
+                                                           graph: Any) -> None:
     """Ticked: redirected to the publication, live with its post id; the proof lists the person."""
     media, person = tagged_photo(app)
     client = logged_in("communications")
@@ -60,7 +71,7 @@ def test_publishing_from_the_page_shows_progress_and_proof(app: Flask, logged_in
     assert f"#{publication_id}" in listing
 
 
-def test_take_down_from_the_page(app: Flask, logged_in, graph: Any) -> None:  # noqa: F811
+def test_take_down_from_the_page(app: Flask, logged_in, graph: Any) -> None:
     """The button asks for a takedown; the post is deleted."""
     media, _person = tagged_photo(app)
     client = logged_in("admin")

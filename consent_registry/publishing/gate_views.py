@@ -69,7 +69,7 @@ class GateBlockerRow:
     person: Person | None
 
 
-def _titles() -> dict[str, str]:
+def channel_titles() -> dict[str, str]:
     """Channel titles in the page's language."""
     language = str(get_locale() or "nl")
     return {c: text_for(c, language)[0] for c in channels()}
@@ -107,7 +107,7 @@ def gate_context(media: Media) -> dict[str, Any]:
     rows, blockers = gate_rows(media, decision)
     return {
         "gate_channels": channels(),
-        "gate_titles": _titles(),
+        "gate_titles": channel_titles(),
         "gate_channel": channel,
         "gate_channel_unknown": not known,
         "gate_decision": decision,

@@ -35,7 +35,7 @@ from ..media.faces import Box
 from ..media.video import _rotation
 
 MARGIN = 0.25  # of the box size, around a blurred face
-PIXEL_CELLS = 8  # at most this many mosaic cells across a box's larger side (the margin adds more)
+PIXEL_CELLS = 5  # at most this many mosaic cells across a box's larger side (the margin adds more)
 NOISE = 10.0  # standard deviation of the noise added over a blurred region (0-255 scale)
 HOLD = 0.2  # seconds a track's first and last box are kept before and after (half a sample step)
 JPEG_QUALITY = 90

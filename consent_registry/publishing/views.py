@@ -30,6 +30,14 @@ from .takedown import TakedownError, confirm_removed_by_hand, takedown_on_reques
 
 bp = Blueprint("publications", __name__, url_prefix="/publications")
 
+
+@bp.app_context_processor
+def _channel_titles() -> dict[str, Any]:
+    """`channel_title(code)`: a channel's title in the page's language (the code if unknown)."""
+    from .gate_views import channel_titles
+
+    return {"channel_title": lambda code: channel_titles().get(code, code)}
+
 PUBLISHERS = ("admin", "communications")
 DOWNLOADERS = ("admin", "communications", "dpo")
 
@@ -115,7 +123,7 @@ def publish(media_id: int) -> Response | tuple[str, int]:
     publication_id = publication.id
     db.session.commit()
     enqueue(publish_job, publication_id)
-    flash(_("The publication has been queued."), "success")
+    flash(_("Publishing has started; this page shows how far it is."), "success")
     return redirect(url_for("publications.detail", publication_id=publication_id))
 
 
