@@ -114,6 +114,7 @@ def _register_blueprints(app: Flask) -> None:
     from .biometrics.views import settings_bp
     from .consent.public import bp as consent_public_bp
     from .consent.views import bp as consent_bp
+    from .dpo import bp as dpo_bp
     from .media.views import bp as media_bp
     from .people.import_views import bp as import_bp
     from .people.views import bp as people_bp
@@ -123,7 +124,7 @@ def _register_blueprints(app: Flask) -> None:
 
     limit_blueprint(consent_public_bp)
     for blueprint in (main.bp, auth_bp, users_bp, people_bp, import_bp, consent_bp,
-                      consent_public_bp, media_bp, api_bp, settings_bp, reference_photos_bp,
+                      consent_public_bp, media_bp, api_bp, settings_bp, reference_photos_bp, dpo_bp,
                       publications_bp):
         app.register_blueprint(blueprint)
 
@@ -168,6 +169,7 @@ def create_app(
     from .biometrics import models as _biometrics  # noqa: F401  (its tables join the metadata)
     from .biometrics import service as _biometric_jobs  # noqa: F401  (its jobs register on import)
     from .consent import sending  # noqa: F401  (its jobs register on import)
+    from .dpo import models as _dpo  # noqa: F401  (its tables join the metadata)
     from .media import analysis  # noqa: F401  (its jobs register on import)
     from .publishing import jobs as _publishing_jobs  # noqa: F401  (its jobs register on import)
     from .publishing import models as _publishing  # noqa: F401  (its tables join the metadata)

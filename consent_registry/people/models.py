@@ -28,6 +28,9 @@ class Person(db.Model):
     group: Mapped[str | None] = mapped_column("group_name", sa.String(40), index=True)
     status: Mapped[str] = mapped_column(sa.String(10), default="active")
     left_on: Mapped[date | None] = mapped_column(sa.Date)
+    # Set when the person's data was erased (GDPR art. 17): the row stays, pseudonymised, for the
+    # ids that proof records and audit events refer to.
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The language e-mails to this person are written in.
     language: Mapped[str] = mapped_column(sa.String(5), default="nl", server_default="nl")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
