@@ -1,4 +1,5 @@
-"""API routes for publications: publish an item on a channel, read publications, take one down."""
+"""API routes for publications: publish an item (or an album of photos) on a channel, read
+publications, take one down."""
 
 from __future__ import annotations
 
@@ -16,12 +17,15 @@ from ..media.models import Media, get_media
 from ..publishing.jobs import publish_job
 from ..publishing.models import CONNECTORS, PUBLICATION_STATES, Publication
 from ..publishing.service import (
+    ALBUM_MAX,
+    ALBUM_MIN,
     CAPTION_MAX_LENGTH,
     PublishBlocked,
     PublishRefused,
     get_publication,
     page_of_publications,
     publication_json,
+    request_album_publication,
     request_publication,
 )
 from ..publishing.takedown import TakedownError, takedown_on_request
@@ -45,6 +49,19 @@ class PublishIn(BaseModel):
                                      "(false or absent: the gate blocks with not_attested)")
 
 
+class AlbumPublishIn(PublishIn):
+    """A request to publish 2 to 10 ready photos together as one post (Facebook only)."""
+
+    media_ids: list[int] = Field(min_length=ALBUM_MIN, max_length=ALBUM_MAX,
+                                 description="The photos, in the order of the post; each once")
+
+
+class PublishBlocker(GateBlocker):
+    """A blocker of a publish attempt; for an album, the item it concerns."""
+
+    media_id: int | None = Field(default=None, description="Albums: the photo this blocker is about")
+
+
 class PublishOut(BaseModel):
     """A publication created and queued (for Facebook, the post id once it is live)."""
 
@@ -57,7 +74,8 @@ class PublicationOut(BaseModel):
     """A publication: where, when, by whom, its state, the gate's decision and its takedown."""
 
     id: int
-    media_id: int | None
+    media_id: int | None = Field(description="The item (for an album: its first photo)")
+    media_ids: list[int | None] = Field(description="Every item in order (null: deleted since)")
     media_sha256: str
     channel: str
     connector: Literal[CONNECTORS]  # type: ignore[valid-type]
@@ -109,7 +127,12 @@ def _publication_or_404(publication_id: int) -> Publication:
 
 def blocked_error(exc: PublishBlocked) -> ApiError:
     """The 409 of a blocked publish, listing every blocker."""
-    blockers = [GateBlocker.model_validate(b.as_json()).model_dump() for b in exc.decision.blockers]
+    blockers = []
+    for blocker in exc.blockers_json():
+        out = PublishBlocker.model_validate(blocker).model_dump()
+        if out["media_id"] is None:  # a single item: the blocker as the gate gives it
+            del out["media_id"]
+        blockers.append(out)
     return ApiError(409, "blocked", _("The publication gate blocks this item on this channel."),
                     extra={"blockers": blockers})
 
@@ -125,10 +148,47 @@ def publish_media(media_id: int) -> tuple[Response, int, dict[str, str]]:
                                           attested=data.attest is True, actor=_actor())
     except PublishRefused as exc:
         db.session.rollback()
-        raise ApiError(422, "invalid" if exc.field == "caption" else exc.code, exc.message,
-                       {exc.field or "body": exc.message}) from None
+        raise _refused(exc) from None
     except PublishBlocked as exc:
         db.session.commit()  # keeps the gate:blocked event
+        raise blocked_error(exc) from None
+    publication_id = publication.id
+    db.session.commit()
+    enqueue(publish_job, publication_id)
+    publication = _publication_or_404(publication_id)
+    db.session.refresh(publication)
+    return (jsonify({"publication_id": publication.id, "post_id": publication.post_id,
+                     "state": publication.state}), 201,
+            {"Location": url_for("api.get_publication_route", publication_id=publication_id)})
+
+
+def _refused(exc: PublishRefused) -> ApiError:
+    """The 422 of a publication that may not even be asked for."""
+    return ApiError(422, "invalid" if exc.field == "caption" else exc.code, exc.message,
+                    {exc.field or "body": exc.message})
+
+
+@bp.post("/publications")
+@allow(*PUBLISHERS)
+def publish_album() -> tuple[Response, int, dict[str, str]]:
+    """Publish 2 to 10 photos as one post if the gate allows each now (201), else 409 with the
+    blockers of every item (each with its media_id)."""
+    data = validated(AlbumPublishIn, json_object())
+    items: list[Media] = []
+    for media_id in data.media_ids:
+        media = get_media(media_id) if 0 < media_id < 2**31 else None
+        if media is None:
+            message = _("No media item with id %(id)s.", id=media_id)
+            raise ApiError(422, "invalid", message, {"media_ids": message})
+        items.append(media)
+    try:
+        publication = request_album_publication(items, channel=data.channel, caption=data.caption,
+                                                attested=data.attest is True, actor=_actor())
+    except PublishRefused as exc:
+        db.session.rollback()
+        raise _refused(exc) from None
+    except PublishBlocked as exc:
+        db.session.commit()  # keeps the gate:blocked events
         raise blocked_error(exc) from None
     publication_id = publication.id
     db.session.commit()

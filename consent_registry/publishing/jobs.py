@@ -7,6 +7,10 @@ so a retried publish never uploads or posts twice. Transient Graph errors are re
 backoff; a refused token or missing permission stops with a message the admin sees. An export is
 live as soon as its rendition is stored: staff download it from the publication's page.
 
+An album (a publication with `items`) is the same run for 2 to 10 photos: the gate is checked
+again for each, each is rendered (no transaction open), and all go up unpublished before one
+`/feed` post attaches them; `remote` records each uploaded photo, so a retry uploads none twice.
+
 The database, not the queue, is the record of work to do: `sweep_publications` re-queues what a
 lost job or a dead worker left behind. Jobs queued by changes inside a caller's transaction wait
 for its commit (`enqueue_after_commit`), as a queue must only see committed work.
@@ -32,7 +36,7 @@ from ..db import db, utcnow
 from ..jobs import Job, crontab, enqueue, enqueue_in, periodic_task, task
 from ..media.models import Media
 from ..storage import get_storage
-from .models import Publication
+from .models import Publication, PublicationMedia
 
 log = logging.getLogger(__name__)
 
@@ -258,33 +262,49 @@ def publish_job(publication_id: int) -> None:
         return
     publication = db.session.get(Publication, publication_id)
     assert publication is not None
-    media = db.session.get(Media, publication.media_id) if publication.media_id else None
-    if media is None:
+    items = [(item.id, item.media_id) for item in publication.items]  # an album's photos, in order
+    media_ids = [media_id for _item, media_id in items] if items else [publication.media_id]
+    medias = [db.session.get(Media, media_id) if media_id else None for media_id in media_ids]
+    if any(media is None for media in medias):
         _fail(publication_id, "publication:failed", "media_deleted: the item was deleted",
               {"attempt": attempt, "kind": "media_deleted"})
         return
-    decision = gate_for(media, publication.channel, attested=publication.attested)
-    if not decision.allowed:
-        reasons = blocker_reasons(decision)
+    reasons: set[str] = set()
+    for media in medias:
+        decision = gate_for(media, publication.channel, attested=publication.attested)
+        if not decision.allowed:
+            reasons.update(blocker_reasons(decision))
+    if reasons:
         _fail(publication_id, "publication:blocked_at_publish",
-              "blocked: " + ", ".join(reasons), {"reasons": reasons, "attempt": attempt})
+              "blocked: " + ", ".join(sorted(reasons)),
+              {"reasons": sorted(reasons), "attempt": attempt})
         return
     connector, caption, remote = publication.connector, publication.caption, dict(publication.remote or {})
-    kind, title = media.kind, media.title
+    kind, title = medias[0].kind, medias[0].title
     db.session.commit()  # nothing held while rendering and sending
     try:
-        rendition = publishable_rendition(media)
+        renditions = [publishable_rendition(media) for media in medias]
         db.session.commit()
-        if not _set_if_publishing(publication_id, rendition_key=rendition.key,
-                                  rendition_sha256=rendition.sha256):
+        if not _set_if_publishing(publication_id, rendition_key=renditions[0].key,
+                                  rendition_sha256=renditions[0].sha256):
             db.session.commit()
             return  # cancelled while rendering: nothing was sent
+        for (item_id, _media_id), rendition in zip(items, renditions, strict=False):
+            db.session.execute(sa.update(PublicationMedia).where(PublicationMedia.id == item_id)
+                               .values(rendition_key=rendition.key,
+                                       rendition_sha256=rendition.sha256))
         db.session.commit()
         if connector == "export":
             _went_live(publication_id, None)
             return
-        post_id = _send_to_facebook(publication_id, kind=kind, key=rendition.key, caption=caption,
-                                    title=title, remote=remote)
+        if items:
+            storage = get_storage()
+            post_id = graph_client().publish_album(
+                [storage.get(r.key) for r in renditions], caption=caption, remote=remote,
+                save=_save_remote(publication_id))
+        else:
+            post_id = _send_to_facebook(publication_id, kind=kind, key=renditions[0].key,
+                                        caption=caption, title=title, remote=remote)
     except TransientGraphError as exc:
         if exc.uncertain:
             # Facebook may hold the post already: retrying could post twice, so a person looks.

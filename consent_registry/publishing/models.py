@@ -22,7 +22,11 @@ CONNECTORS = ("facebook", "export")
 
 
 class Publication(db.Model):
-    """One media item published (or being published) on one channel."""
+    """One media item (or an album of photos) published (or being published) on one channel.
+
+    For an album, `media_id`, `media_sha256` and the rendition columns describe its first photo and
+    `items` holds every photo in order.
+    """
 
     __tablename__ = "publications"
 
@@ -59,6 +63,10 @@ class Publication(db.Model):
 
     people: Mapped[list[PublicationPerson]] = relationship(
         back_populates="publication", cascade="all, delete-orphan", order_by="PublicationPerson.id")
+    # The photos of an album, in order (empty for a single item, whose media_id says it all).
+    items: Mapped[list[PublicationMedia]] = relationship(
+        back_populates="publication", cascade="all, delete-orphan",
+        order_by="PublicationMedia.position")
 
     __table_args__ = (
         sa.CheckConstraint(sa.column("state").in_(PUBLICATION_STATES), name="state"),
@@ -79,3 +87,25 @@ class PublicationPerson(db.Model):
     publication: Mapped[Publication] = relationship(back_populates="people")
 
     __table_args__ = (sa.UniqueConstraint("publication_id", "person_id", name="uq_publication_person"),)
+
+
+class PublicationMedia(db.Model):
+    """One photo of an album publication: which item, at which place, and the rendition sent."""
+
+    __tablename__ = "publication_media"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    publication_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("publications.id", ondelete="CASCADE"), index=True)
+    # Kept when the item is deleted, as for a publication.
+    media_id: Mapped[int | None] = mapped_column(sa.ForeignKey("media.id", ondelete="SET NULL"),
+                                                 index=True)
+    media_sha256: Mapped[str] = mapped_column(sa.String(64))
+    position: Mapped[int] = mapped_column()
+    rendition_key: Mapped[str | None] = mapped_column(sa.String(255))
+    rendition_sha256: Mapped[str | None] = mapped_column(sa.String(64))
+
+    publication: Mapped[Publication] = relationship(back_populates="items")
+
+    __table_args__ = (sa.UniqueConstraint("publication_id", "position",
+                                          name="uq_publication_media_position"),)

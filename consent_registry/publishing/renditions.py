@@ -9,9 +9,10 @@ one, so the key cannot simply be derived from the content. Instead the prefix ca
 fingerprint of what the rendition depends on (the item's SHA-256, its kind, the blur set and the
 renderer's version): `renditions/<fingerprint>/<random>`. A rendition is reused when a key under
 that prefix is known and still stored: first from this process's memory, then from the
-publications already made (their `rendition_key`). A new process (or another worker) that has
-neither renders again: ~0.5 s for a 12 MP photo, ~0.4 s per second of the public 640x360 clip
-(2 cores); the earlier file then stays in storage, unreferenced (nothing deletes renditions yet).
+publications already made (their `rendition_key`, also an album's photos' ones). A new process
+(or another worker) that has neither renders again: ~0.5 s for a 12 MP photo, ~0.4 s per second
+of the public 640x360 clip (2 cores); the earlier file then stays in storage, unreferenced
+(nothing deletes renditions yet).
 
 No database transaction is held while rendering (SQLite's write lock would stop every writer):
 the session is committed before the file is read and rendered.
@@ -36,7 +37,7 @@ from ..db import db
 from ..media.faces import Box
 from ..media.models import Appearance, Media
 from ..storage import CHUNK, Storage, get_storage
-from .models import Publication
+from .models import Publication, PublicationMedia
 from .rendition import audio_rendition, photo_rendition, video_rendition
 
 PREFIX = "renditions"
@@ -128,6 +129,12 @@ def _reusable(storage: Storage, job: _Job, prefix: str) -> RenditionFile | None:
         .where(Publication.media_id == job.media_id, Publication.rendition_key.like(f"{prefix}/%"),
                Publication.rendition_sha256.is_not(None))
         .order_by(Publication.id.desc()).limit(5)).all()
+    rows += db.session.execute(  # the photos of albums
+        sa.select(PublicationMedia.rendition_key, PublicationMedia.rendition_sha256)
+        .where(PublicationMedia.media_id == job.media_id,
+               PublicationMedia.rendition_key.like(f"{prefix}/%"),
+               PublicationMedia.rendition_sha256.is_not(None))
+        .order_by(PublicationMedia.id.desc()).limit(5)).all()
     db.session.commit()  # end the read (SQLite: its write lock) before touching storage
     for key, sha in rows:
         if storage.exists(key):
