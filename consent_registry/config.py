@@ -78,6 +78,10 @@ class BaseConfig:
     MAX_REMINDERS = 2
     SCANNER_SECONDS = 10
     MAX_SCAN_BYTES = 10 * 1024 * 1024
+    # Retention (days): media never published after upload; consent requests; proof after takedown.
+    RETENTION_MEDIA_DAYS = 365
+    RETENTION_REQUESTS_DAYS = 730
+    RETENTION_PROOF_DAYS = 1825
     # Mail
     MAIL = "outbox"  # or "smtp"
     SMTP_HOST = "127.0.0.1"

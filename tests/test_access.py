@@ -113,6 +113,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("api.create_appearance", "POST"): UPLOADERS,
     ("api.person_media", "GET"): ALL,
     ("api.publish_media", "POST"): UPLOADERS,
+    ("api.publish_album", "POST"): UPLOADERS,
     ("api.list_publications", "GET"): ALL,
     ("api.get_publication_route", "GET"): ALL,
     ("api.delete_publication", "DELETE"): UPLOADERS,
@@ -124,6 +125,25 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("publications.download", "GET"): ORIGINAL_VIEWERS,
     ("api.media_gate", "GET"): ALL,
     ("media.request_missing_consent", "POST"): REQUESTERS,
+    ("dpo.audit", "GET"): frozenset({"admin", "dpo"}),
+    ("dpo.audit_csv", "GET"): frozenset({"admin", "dpo"}),
+    ("dpo.audit_jsonl", "GET"): frozenset({"admin", "dpo"}),
+    ("dpo.audit_verify", "GET"): frozenset({"admin", "dpo"}),
+    ("api.list_audit_events", "GET"): frozenset({"admin", "dpo"}),
+    ("dpo.erase_page", "GET"): ADMIN,
+    ("dpo.erase", "POST"): ADMIN,
+    ("dpo.person_file_page", "GET"): frozenset({"admin", "dpo"}),  # G2
+    ("dpo.publication_proof_page", "GET"): frozenset({"admin", "dpo"}),  # G2
+    ("api.get_person_file", "GET"): frozenset({"admin", "dpo"}),  # G2
+    ("api.get_publication_proof", "GET"): frozenset({"admin", "dpo"}),  # G2
+    ("dpo.request_person_export", "POST"): frozenset({"admin", "dpo"}),
+    ("dpo.export_status", "GET"): frozenset({"admin", "dpo"}),
+    ("dpo.export_download", "GET"): frozenset({"admin", "dpo"}),
+    ("api.request_person_export_api", "POST"): frozenset({"admin", "dpo"}),
+    ("api.get_export_route", "GET"): frozenset({"admin", "dpo"}),
+    ("dpo.index", "GET"): frozenset({"admin", "dpo"}),
+    ("dpo.processing", "GET"): frozenset({"admin", "dpo"}),
+    ("dpo.processing_md", "GET"): frozenset({"admin", "dpo"}),
 }
 PRINCIPALS = ("anonymous", "admin", "communications", "staff", "dpo")
 
@@ -193,6 +213,7 @@ def path_values(app: Flask, users: dict[str, StaffUser]) -> dict[str, int | str]
         "reference_id": 1,
         "appearance_id": 1,
         "publication_id": 1,
+        "export_id": 1,
     }
     db.session.commit()
     return values

@@ -4,4 +4,16 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
-from . import appearances, biometrics, consents, docs, gate, media, people, publications  # noqa: E402,F401  (routes register on import)
+from . import (  # noqa: E402,F401  (routes register on import)
+    appearances,
+    audit,
+    biometrics,
+    consents,
+    docs,
+    dpo_export,
+    dpo_files,
+    gate,
+    media,
+    people,
+    publications,
+)

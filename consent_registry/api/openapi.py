@@ -26,8 +26,18 @@ from ..media.schemas import ACCEPTED_CONTENT_TYPES, MediaOut, MediaPage, MediaUp
 from ..people.schemas import PersonCreate, PersonOut, PersonPage, PersonPatch
 from ..publishing.models import PUBLICATION_STATES
 from .appearances import AppearanceCreate, AppearanceOut, AppearancePatch, PersonMediaPage
-from .gate import GateBlocker, GateDecisionOut
-from .publications import PublicationOut, PublicationPage, PublishIn, PublishOut
+from .audit import AuditEventOut, AuditPage  # G1
+from .dpo_export import ExportCreated, ExportOut
+from .dpo_files import PersonFileOut, PublicationProofOut  # G2
+from .gate import GateDecisionOut
+from .publications import (
+    AlbumPublishIn,
+    PublicationOut,
+    PublicationPage,
+    PublishBlocker,
+    PublishIn,
+    PublishOut,
+)
 
 
 class ErrorDetail(BaseModel):
@@ -36,7 +46,7 @@ class ErrorDetail(BaseModel):
     code: str
     message: str
     fields: dict[str, str] | None = None
-    blockers: list[GateBlocker] | None = None  # code "blocked": what the gate refuses
+    blockers: list[PublishBlocker] | None = None  # code "blocked": what the gate refuses
 
 
 class ErrorBody(BaseModel):
@@ -53,6 +63,10 @@ _MODELS += [AppearancePatch, AppearanceCreate, AppearanceOut, PersonMediaPage]  
 _MODELS += [FaceMatchingIn, FaceMatchingOut, ReferencePhotoOut, ReferencePhotoList]  # biometrics
 _MODELS += [GateDecisionOut]  # publication gate
 _MODELS += [PublishIn, PublishOut, PublicationOut, PublicationPage]  # publications
+_MODELS += [AuditEventOut, AuditPage]  # the audit log
+_MODELS += [AlbumPublishIn]  # albums
+_MODELS += [PersonFileOut, PublicationProofOut]  # the DPO: files and proofs
+_MODELS += [ExportCreated, ExportOut]  # subject-access exports
 _ERROR_TEXT = {
     400: "Malformed request (bad JSON, bad query parameter)",
     401: "Missing or invalid bearer token",
@@ -316,6 +330,17 @@ def _publication_paths() -> dict[str, Any]:
             },
         },
         "/api/v1/publications": {
+            "post": {
+                "operationId": "publishAlbum",
+                "summary": "Publish 2 to 10 ready photos as one Facebook post: the gate is "
+                           "evaluated again for each; any blocked photo blocks the album (409, "
+                           "each blocker with its media_id); 422 also for unknown, duplicate, "
+                           "non-photo or not yet analysed items and for export channels",
+                "requestBody": {"required": True, **_json(_ref(AlbumPublishIn))},
+                "responses": {"201": {"description": "Created and queued; `Location` names it",
+                                      **_json(_ref(PublishOut))},
+                              **{s: r for s, r in publish_errors.items() if s != "404"}},
+            },
             "get": {
                 "operationId": "listPublications",
                 "summary": "Publications, newest first",
@@ -349,6 +374,97 @@ def _publication_paths() -> dict[str, Any]:
                 "responses": {"202": {"description": "Takedown requested (or already done)",
                                       **_json(_ref(PublicationOut))},
                               **_errors(401, 403, 404, 409)},
+            },
+        },
+    }
+
+
+def _export_paths() -> dict[str, Any]:
+    """Subject-access exports (DPO and admin): request a ZIP of everything about a person."""
+    return {
+        "/api/v1/people/{person_id}/export": {
+            "parameters": [_PERSON_ID],
+            "post": {
+                "operationId": "requestPersonExport",
+                "summary": "Queue a subject-access export (GDPR art. 15) of the person: a ZIP "
+                           "built in the background, downloadable once at `download_url`",
+                "responses": {"202": {"description": "Queued; `Location` names its status",
+                                      **_json(_ref(ExportCreated))},
+                              **_errors(401, 403, 404)},
+            },
+        },
+        "/api/v1/exports/{export_id}": {
+            "parameters": [{"name": "export_id", "in": "path", "required": True,
+                            "schema": {"type": "integer", "minimum": 1}}],
+            "get": {
+                "operationId": "getExport",
+                "summary": "Where a subject-access export stands",
+                "responses": {"200": {"description": "The export", **_json(_ref(ExportOut))},
+                              **_errors(401, 403, 404)},
+            },
+        },
+    }
+
+
+def _dpo_file_paths() -> dict[str, Any]:
+    """The DPO's read-only views: a person's file and a publication's proof (each view audited)."""
+    return {
+        "/api/v1/people/{person_id}/file": {
+            "parameters": [_PERSON_ID],
+            "get": {
+                "operationId": "getPersonFile",
+                "summary": "Everything held about a person (dpo, admin); the view is audited",
+                "responses": {"200": {"description": "The person's file",
+                                      **_json(_ref(PersonFileOut))},
+                              **_errors(401, 403, 404)},
+            },
+        },
+        "/api/v1/publications/{publication_id}/proof": {
+            "parameters": [_PUBLICATION_ID],
+            "get": {
+                "operationId": "getPublicationProof",
+                "summary": "Per person the consent records that allowed the publication, the "
+                           "attestation, the publisher and whether it is live (dpo, admin); audited",
+                "responses": {"200": {"description": "The proof",
+                                      **_json(_ref(PublicationProofOut))},
+                              **_errors(401, 403, 404)},
+            },
+        },
+    }
+
+
+def _audit_paths() -> dict[str, Any]:
+    """The audit log (dpo, admin): search events."""
+    id_query = {"type": "integer", "minimum": 1}
+    moment = {"type": "string", "description": "YYYY-MM-DD or an ISO 8601 date-time (UTC unless "
+                                               "it has an offset)"}
+    return {
+        "/api/v1/audit": {
+            "get": {
+                "operationId": "listAuditEvents",
+                "summary": "Audit events, newest first, filtered (dpo, admin)",
+                "parameters": [
+                    _query("since", moment, "Events at or after this moment"),
+                    _query("until", moment, "Events before this moment; a bare date includes the day"),
+                    _query("actor_type", {"type": "string",
+                                          "enum": ["user", "guardian", "person", "system"]},
+                           "Only events by this kind of actor"),
+                    _query("actor_id", {"type": "integer", "minimum": 0}, "Only events by this actor"),
+                    _query("action", {"type": "string", "maxLength": 64},
+                           "`subject:action` exactly, or `subject` for every action on it"),
+                    _query("person_id", id_query,
+                           "Events about this person, or naming them in their details"),
+                    _query("media_id", id_query,
+                           "Events about this item, or naming it in their details"),
+                    _query("text", {"type": "string", "maxLength": 200},
+                           "Text found in the details (case-insensitive)"),
+                    _query("page", {"type": "integer", "minimum": 1}, "Page number, from 1"),
+                    _query("per_page", {"type": "integer", "minimum": 1, "maximum": 200},
+                           "Items per page"),
+                ],
+                "responses": {"200": {"description": "A page of audit events",
+                                      **_json(_ref(AuditPage))},
+                              **_errors(400, 401, 403)},
             },
         },
     }
@@ -482,6 +598,9 @@ def _paths() -> dict[str, Any]:
         **_biometric_paths(),
         **_gate_paths(),
         **_publication_paths(),
+        **_audit_paths(),
+        **_dpo_file_paths(),
+        **_export_paths(),
         "/api/v1/openapi.json": {
             "get": {
                 "operationId": "getOpenApi",

@@ -28,7 +28,7 @@ from .models import Publication, PublicationPerson
 
 log = logging.getLogger(__name__)
 
-TAKEDOWN_REASONS = ("withdrawn", "refused", "expired", "no_consent", "person_left", "by_staff")
+TAKEDOWN_REASONS = ("withdrawn", "refused", "expired", "no_consent", "person_left", "by_staff", "erased")
 # What a takedown reaches: on the channel, or on its way there.
 TAKE_DOWN_STATES = ("live", "queued", "publishing")
 

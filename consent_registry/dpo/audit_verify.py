@@ -1,0 +1,78 @@
+"""Verifying the audit chain on demand and every day, and alerting admins and the DPO when it breaks."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import current_app, render_template
+from flask_babel import force_locale
+
+from ..audit import SYSTEM, Actor, AuditEvent, ChainReport, record, verify
+from ..auth.models import User
+from ..consent.links import external_url
+from ..consent.sending import send_mail
+from ..db import db
+from ..jobs import crontab, enqueue, periodic_task
+from ..mail import Mail
+from ..translate import _
+
+ALERTED_ROLES = ("admin", "dpo")
+
+
+def run_verification(actor: Actor) -> ChainReport:
+    """Verify the chain now and keep the outcome as an `audit:verified` event (the caller commits)."""
+    report = verify()
+    record("audit:verified", actor=actor, details={
+        "ok": report.ok, "checked": report.checked,
+        "broken_event_id": report.broken_event_id, "reason": report.reason,
+    })
+    return report
+
+
+def recent_verifications(limit: int = 10) -> list[AuditEvent]:
+    """The latest verification runs, newest first (by anyone, or the daily job)."""
+    return list(db.session.execute(
+        sa.select(AuditEvent).where(AuditEvent.action == "audit:verified")
+        .order_by(AuditEvent.id.desc()).limit(limit)
+    ).scalars())
+
+
+def alert_recipients() -> list[User]:
+    """Active admins and DPO users with an e-mail address."""
+    return list(db.session.execute(
+        sa.select(User).where(User.role.in_(ALERTED_ROLES), User.active.is_(True), User.email != "")
+        .order_by(User.id)
+    ).scalars())
+
+
+def alert_mail(user: User, report: ChainReport) -> Mail:
+    """The alert for one recipient, in the service's default language."""
+    language = current_app.config["DEFAULT_LOCALE"]
+    context = {"name": user.name or user.email, "report": report,
+               "verify_url": external_url("dpo.audit_verify"),
+               "school": current_app.config["SCHOOL_NAME"]}
+    with force_locale(language):
+        return Mail(
+            to=user.email,
+            subject=_("The audit log of the consent registry is broken"),
+            text=render_template("dpo/audit_alert.txt", **context),
+            html=render_template("dpo/audit_alert.html", **context),
+            language=language,
+        )
+
+
+def verify_and_alert() -> ChainReport:
+    """Verify, record the outcome, commit, then mail every admin and DPO when the chain is broken."""
+    report = run_verification(SYSTEM)
+    mails = [(user.id, alert_mail(user, report)) for user in alert_recipients()] if not report.ok else []
+    db.session.commit()
+    for user_id, mail in mails:
+        fields = {"to": mail.to, "subject": mail.subject, "text": mail.text, "html": mail.html,
+                  "language": mail.language, "headers": dict(mail.headers)}
+        enqueue(send_mail, fields, "audit:alert_mailed", "user", user_id)
+    return report
+
+
+@periodic_task(crontab(hour="6", minute="15", tz="Europe/Amsterdam"))
+def daily_audit_verify() -> None:
+    """Once a day: verify the audit chain and alert when it is broken."""
+    verify_and_alert()
