@@ -129,7 +129,8 @@ def test_the_file_after_the_publication_story(app: Flask, tokens: dict[str, str]
     every = db.session.execute(sa.select(AuditEvent).order_by(AuditEvent.id)).scalars().all()
     about = [e.id for e in every
              if (e.subject_type == "person" and e.subject_id == str(ada.id))
-             or (e.details or {}).get("person_id") == ada.id]
+             or (e.details or {}).get("person_id") == ada.id
+             or ada.id in ((e.details or {}).get("person_ids") or [])]
     assert [e["id"] for e in document["audit_events"]] == about
     actions = {e["action"] for e in document["audit_events"]}
     assert "publication:takedown_requested" in actions

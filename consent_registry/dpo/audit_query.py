@@ -129,6 +129,11 @@ def _subject_or_detail(subject_type: str, key: str, value: int) -> sa.ColumnElem
     )
 
 
+def about_person(person_id: int) -> sa.ColumnElement[bool]:
+    """Events about a person: as subject, as details.person_id, or in a details.person_ids list."""
+    return _subject_or_detail("person", "person_id", person_id)
+
+
 def _escape_like(text: str) -> str:
     """Text with LIKE's wildcards escaped (escape character: backslash)."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -163,6 +163,26 @@ def _take_down(person_id: int, *, actor: Actor) -> int:
                for p in publications)
 
 
+def _renditions(person_id: int) -> int:
+    """Delete the published renditions that show the person (their faces are in them); the hash
+    of what was published stays as proof. Returns how many files go."""
+    publications = db.session.execute(
+        sa.select(Publication).join(PublicationPerson)
+        .where(PublicationPerson.person_id == person_id, Publication.state != "live")
+        .order_by(Publication.id)).scalars().all()
+    keys: list[str] = []
+    for publication in publications:
+        if publication.rendition_key:
+            keys.append(publication.rendition_key)
+            publication.rendition_key = None
+        for item in publication.items:
+            if item.rendition_key:
+                keys.append(item.rendition_key)
+                item.rendition_key = None
+    delete_after_commit(keys)
+    return len(keys)
+
+
 def _consent_data(person_id: int) -> tuple[int, int]:
     """Delete consent records not needed as proof, and recipients; (records removed, kept)."""
     keep = proof_record_ids(person_id)
@@ -258,6 +278,7 @@ def erase_person(person: Person, *, actor: Actor, reason: str = "request") -> di
     counts: dict[str, Any] = {"references": len(references)}
     counts["appearances"] = _unlink_appearances(person.id, actor=actor)
     counts["takedowns"] = _take_down(person.id, actor=actor)
+    counts["renditions"] = _renditions(person.id)
     counts["consent_records_removed"], counts["consent_records_kept"] = _consent_data(person.id)
     counts["exports"] = _exports(person.id)
     counts["guardians_removed"] = _guardians(person)

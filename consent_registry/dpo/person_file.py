@@ -19,6 +19,7 @@ from ..db import db
 from ..media.models import Appearance, Media
 from ..people.models import Person
 from ..publishing.models import Publication, PublicationPerson
+from .audit_query import about_person
 
 MAX_ID = 2**31 - 1  # larger ids cannot exist and would overflow PostgreSQL's integer
 
@@ -210,17 +211,6 @@ def _reference_photos(person: Person) -> dict[str, Any]:
             "consent_record_ids": sorted({r for _id, _c, r in rows if r is not None})}
 
 
-def _about_person(person_id: int) -> sa.ColumnElement[bool]:
-    """Events whose subject is the person, or whose details name them as person_id."""
-    as_subject = sa.and_(AuditEvent.subject_type == "person",
-                         AuditEvent.subject_id == str(person_id))
-    if db.session.get_bind().dialect.name == "postgresql":
-        in_details = AuditEvent.details["person_id"].as_string() == str(person_id)
-    else:
-        in_details = AuditEvent.details["person_id"].as_integer() == person_id
-    return sa.or_(as_subject, in_details)
-
-
 def audit_event_json(audit_event: AuditEvent) -> dict[str, Any]:
     """One audit event as JSON."""
     return {"id": audit_event.id, "occurred_at": iso(audit_event.occurred_at),
@@ -232,7 +222,7 @@ def audit_event_json(audit_event: AuditEvent) -> dict[str, Any]:
 def _audit_events(person: Person) -> list[dict[str, Any]]:
     """Audit events about the person, oldest first."""
     rows = db.session.execute(
-        sa.select(AuditEvent).where(_about_person(person.id)).order_by(AuditEvent.id)
+        sa.select(AuditEvent).where(about_person(person.id)).order_by(AuditEvent.id)
     ).scalars()
     return [audit_event_json(e) for e in rows]
 
