@@ -120,6 +120,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("publications.list_publications", "GET"): ALL,
     ("publications.detail", "GET"): ALL,
     ("publications.publish", "POST"): UPLOADERS,
+    ("publications.publish_album", "POST"): UPLOADERS,
     ("publications.take_down", "POST"): UPLOADERS,
     ("publications.removed_by_hand", "POST"): UPLOADERS,
     ("publications.download", "GET"): ORIGINAL_VIEWERS,

@@ -37,8 +37,10 @@ from ..api.errors import ApiError, error_response
 from ..api.media import FORM_OVERHEAD, ingest_error, upload_fields
 from ..audit import Actor, record
 from ..auth.access import ANY_ROLE, allow
+from ..consent.service import channels
 from ..db import db
 from ..people.views import page_arg
+from ..publishing.service import ALBUM_MAX, ALBUM_MIN, connector_for
 from ..storage import StorageKeyError, get_storage
 from .analysis import start_analysis
 from .ingest import EXTENSIONS, IngestError, Limits, delete_media, ingest_stream, readable_size
@@ -47,6 +49,7 @@ from .models import MEDIA_STATUSES, Media, get_media, page_of_media
 log = logging.getLogger(__name__)
 bp = Blueprint("media", __name__, url_prefix="/media")
 UPLOADERS = ("admin", "communications")
+ALBUM_PUBLISHERS = ("admin", "communications")  # publish ticked photos together (Facebook only)
 # The original file keeps every byte that was uploaded (EXIF with GPS among them): only the
 # roles that publish or supervise may fetch it, and each fetch is audited.
 ORIGINAL_VIEWERS = ("admin", "communications", "dpo")
@@ -112,9 +115,13 @@ def list_media() -> str:
     per_page = current_app.config["PAGE_SIZE"]
     page = page_arg()
     rows, total = page_of_media(status=status, page=page, per_page=per_page)
+    album_channels = ([c for c in channels() if connector_for(c) != "export"]
+                      if current_user.role in ALBUM_PUBLISHERS else [])
     return render_template("media/list.html", items=rows, total=total, page=page,
                            pages=max(1, math.ceil(total / per_page)), status=status,
-                           statuses=MEDIA_STATUSES, can_upload=current_user.role in UPLOADERS)
+                           statuses=MEDIA_STATUSES, can_upload=current_user.role in UPLOADERS,
+                           album_channels=album_channels, album_min=ALBUM_MIN,
+                           album_max=ALBUM_MAX)
 
 
 def _upload_page(*, values: Any = None, errors: dict[str, str] | None = None,

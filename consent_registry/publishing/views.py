@@ -12,7 +12,7 @@ from ..audit import Actor, record
 from ..auth.access import ANY_ROLE, allow
 from ..db import db
 from ..jobs import enqueue
-from ..media.models import get_media
+from ..media.models import Media, get_media
 from ..people.models import Person
 from ..storage import get_storage
 from ..translate import _
@@ -24,6 +24,7 @@ from .service import (
     PublishRefused,
     get_publication,
     page_of_publications,
+    request_album_publication,
     request_publication,
 )
 from .takedown import TakedownError, confirm_removed_by_hand, takedown_on_request
@@ -119,6 +120,57 @@ def publish(media_id: int) -> Response | tuple[str, int]:
         blockers = [b.as_json() for b in exc.decision.blockers]
         return render_template(
             "publications/blocked.html", media=media, blockers=blockers, error=None, channel=channel,
+            names=_names([b["person_id"] for b in blockers if b["person_id"]])), 409
+    publication_id = publication.id
+    db.session.commit()
+    enqueue(publish_job, publication_id)
+    flash(_("Publishing has started; this page shows how far it is."), "success")
+    return redirect(url_for("publications.detail", publication_id=publication_id))
+
+
+def _album_ids() -> list[int] | None:
+    """The ticked photos' ids in the page's order; None if one is not a whole number."""
+    ids = []
+    for raw in request.form.getlist("media_ids"):
+        if not raw.strip().isdigit():
+            return None
+        ids.append(int(raw))
+    return ids
+
+
+@bp.post("/album")
+@allow(*PUBLISHERS)
+def publish_album() -> Response | tuple[str, int]:
+    """Publish the photos ticked on the media list as one post; blocked: every item's blockers."""
+    channel = request.form.get("channel", "")
+    caption = request.form.get("caption", "").strip() or None
+    attested = request.form.get("attest") == "yes"
+
+    def refused(message: str) -> tuple[str, int]:
+        return render_template("publications/blocked.html", album=True, items={}, media=None,
+                               blockers=[], error=message, names={}, channel=channel), 422
+
+    ids = _album_ids()
+    if ids is None:
+        return refused(_("Choose the photos of the album from the list."))
+    items: list[Media] = []
+    for media_id in ids:
+        media = get_media(media_id) if 0 < media_id < 2**31 else None
+        if media is None:
+            return refused(_("No media item with id %(id)s.", id=media_id))
+        items.append(media)
+    try:
+        publication = request_album_publication(items, channel=channel, caption=caption,
+                                                attested=attested, actor=_actor())
+    except PublishRefused as exc:
+        db.session.rollback()
+        return refused(exc.message)
+    except PublishBlocked as exc:
+        db.session.commit()  # keeps the gate:blocked events
+        blockers = exc.blockers_json()
+        return render_template(
+            "publications/blocked.html", album=True, items={m.id: m for m in items}, media=None,
+            blockers=blockers, error=None, channel=channel,
             names=_names([b["person_id"] for b in blockers if b["person_id"]])), 409
     publication_id = publication.id
     db.session.commit()
