@@ -269,3 +269,20 @@ def wait_for(condition: Callable[[], Any], timeout: float = 15.0) -> Any:
             raise AssertionError(f"timed out after {timeout}s waiting for {condition}")
         time.sleep(0.02)
     return value
+
+
+def values_in_database(values: tuple[str, ...]) -> list[str]:
+    """Every "table.column: value" whose text, JSON or date column holds one of the values."""
+    import json
+
+    found = []
+    for table in db.metadata.sorted_tables:
+        columns = [c for c in table.columns
+                   if isinstance(c.type, sa.String | sa.Text | sa.JSON | sa.Date)]
+        if not columns:
+            continue
+        for row in db.session.execute(sa.select(*columns)).all():
+            for column, value in zip(columns, row, strict=True):
+                text = json.dumps(value, default=str) if value is not None else ""
+                found += [f"{table.name}.{column.name}: {v}" for v in values if v in text]
+    return found

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -25,6 +24,7 @@ from consent_registry.publishing.models import Publication
 from consent_registry.storage import get_storage
 
 from api_helpers import api_caller
+from conftest import values_in_database
 
 NUMBER, GIVEN, FAMILY = "X7731", "Wilhelmina", "Zwartkop"
 GUARDIAN_EMAIL = f"ouder.{NUMBER}@example.nl"
@@ -56,28 +56,13 @@ def _published(app: Flask, tokens: dict[str, str]) -> tuple[Person, Publication,
     return person, db.session.get(Publication, body["publication_id"]), appearance.crop_key
 
 
-def _personal_values_in_database() -> list[str]:
-    """Every (table, column) whose text holds one of the person's values."""
-    found = []
-    for table in db.metadata.sorted_tables:
-        columns = [c for c in table.columns
-                   if isinstance(c.type, sa.String | sa.Text | sa.JSON | sa.Date)]
-        if not columns:
-            continue
-        for row in db.session.execute(sa.select(*columns)).all():
-            for column, value in zip(columns, row, strict=True):
-                text = json.dumps(value, default=str) if value is not None else ""
-                found += [f"{table.name}.{column.name}: {v}" for v in PERSONAL if v in text]
-    return found
-
-
 def test_erasing_after_a_publication_leaves_nothing_personal(app: Flask, tokens: dict[str, str],
                                                              graph: Any, logged_in: Any) -> None:
     """Takedown sent, crop gone, proof kept, row pseudonymised, chain intact."""
     person, publication, crop_key = _published(app, tokens)
     person_id, publication_id, post_id = person.id, publication.id, publication.post_id
     proof_ids = set(publication.decision["people"][0]["consent_record_ids"])
-    assert _personal_values_in_database()  # the scan does find them before
+    assert values_in_database(PERSONAL)  # the scan does find them before
 
     admin = logged_in("admin")
     page = admin.get(f"/dpo/people/{person_id}/erase")
@@ -90,7 +75,7 @@ def test_erasing_after_a_publication_leaves_nothing_personal(app: Flask, tokens:
     assert done.status_code == 303
 
     db.session.expire_all()
-    assert _personal_values_in_database() == []
+    assert values_in_database(PERSONAL) == []
     erased = db.session.get(Person, person_id)
     assert erased.erased_at is not None and erased.given_name == "Erased"
     assert erased.birth_date != date(2012, 3, 4) and erased.status == "left"

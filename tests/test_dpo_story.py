@@ -20,15 +20,13 @@ import json
 import re
 import zipfile
 from datetime import date
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import sqlalchemy as sa
+import test_publication_story as story
 from flask import Flask
-from flask.testing import FlaskClient
-from PIL import Image
+from test_renditions import _g01_similarity
 
 from consent_registry.audit import SYSTEM
 from consent_registry.consent.models import ConsentRecipient, ConsentRecord, ConsentText
@@ -42,7 +40,7 @@ from consent_registry.people.service import create_person
 from consent_registry.publishing.models import Publication
 from consent_registry.storage import get_storage
 
-from conftest import SHARED_DATA, bearer
+from conftest import SHARED_DATA, bearer, values_in_database
 
 PHOTO = SHARED_DATA / "groups" / "g01.jpg"  # two counted faces (manifest.json)
 # Distinctive values, so the scan after the erasure cannot hit them by chance (in a hash, a token).
@@ -53,60 +51,6 @@ ANNA, BERT = "anna.zwanenburg@ouders.example.nl", "bert.zwanenburg@ouders.exampl
 CLASSMATE_GIVEN, CLASSMATE_FAMILY, CLASSMATE_ID = "Sem", "de Wit", "S13-W4410"
 CLASSMATE_GUARDIAN_NAME, CLASSMATE_GUARDIAN = "Iris de Wit", "iris.dewit@ouders.example.nl"
 LINK = re.compile(r"http://127\.0\.0\.1:5000(/[cmw]/[A-Za-z0-9_.\-]+)")
-
-
-# --- helpers (as in tests/test_publication_story.py and tests/test_renditions.py) ---------------
-
-def _text(message: EmailMessage) -> str:
-    """The plain-text part of a message."""
-    return message.get_body(preferencelist=("plain",)).get_content()
-
-
-def _links(message: EmailMessage) -> list[str]:
-    """The site paths linked from a message, in order."""
-    return LINK.findall(_text(message))
-
-
-def _csrf(html: str) -> str:
-    """The CSRF token of a rendered form."""
-    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert match, html[:2000]
-    return match.group(1)
-
-
-def _follow_and_post(client: FlaskClient, path: str, data: dict[str, str]) -> Any:
-    """Open a link as a browser would, then submit the page's form with its CSRF token."""
-    page = client.get(path)
-    assert page.status_code == 200, page.get_data(as_text=True)
-    return client.post(path, data={**data, "csrf_token": _csrf(page.get_data(as_text=True))})
-
-
-def _g01_similarity(shown: bytes, box: Box) -> float:
-    """Correlation of g01's fine detail inside a box (full-size pixels) with what a JPEG keeps."""
-    image = Image.open(io.BytesIO(shown)).convert("L")
-    original = Image.open(PHOTO).convert("L")
-    f = image.width / original.width
-    scaled = Box(round(box.x * f), round(box.y * f), round(box.w * f), round(box.h * f))
-    a = np.asarray(image, dtype=float)
-    b = np.asarray(original.resize(image.size, Image.Resampling.LANCZOS), dtype=float)
-    window = (slice(scaled.y, scaled.bottom), slice(scaled.x, scaled.right))
-    da, db_ = np.diff(a[window], axis=1).ravel(), np.diff(b[window], axis=1).ravel()
-    return float(np.corrcoef(da, db_)[0, 1])
-
-
-def _values_in_database(values: tuple[str, ...]) -> list[str]:
-    """Every "table.column: value" whose text, JSON or date holds one of the values."""
-    found = []
-    for table in db.metadata.sorted_tables:
-        columns = [c for c in table.columns
-                   if isinstance(c.type, sa.String | sa.Text | sa.JSON | sa.Date)]
-        if not columns:
-            continue
-        for row in db.session.execute(sa.select(*columns)).all():
-            for column, value in zip(columns, row, strict=True):
-                text = json.dumps(value, default=str) if value is not None else ""
-                found += [f"{table.name}.{column.name}: {v}" for v in values if v in text]
-    return found
 
 
 def _stored_files(app: Flask) -> dict[str, str]:
@@ -162,17 +106,17 @@ def _publication_story(app: Flask, smtp: Any, graph: Any, tokens: dict[str, str]
     officer = logged_in("communications")
     html = officer.get(f"/media/{media_id}?channel=facebook").get_data(as_text=True)
     asked = officer.post(f"/media/{media_id}/gate/request", data={
-        "csrf_token": _csrf(html), "channel": "facebook", "note": "Schoolreis groep 8, mei 2027"})
+        "csrf_token": story._csrf(html), "channel": "facebook", "note": "Schoolreis groep 8, mei 2027"})
     assert asked.status_code == 302
     messages = smtp.wait_for_messages(2)
     assert sorted(m["To"] for m in messages) == sorted([ANNA, BERT])
     [anna_mail] = [m for m in messages if m["To"] == ANNA]
-    answer_path = _links(anna_mail)[0]
+    answer_path = story._links(anna_mail)[0]
     assert answer_path.startswith("/c/")
     anna = app.test_client()
     answer_page = anna.get(answer_path)
     assert answer_page.status_code == 200
-    granted = anna.post(answer_path, data={"csrf_token": _csrf(answer_page.get_data(as_text=True)),
+    granted = anna.post(answer_path, data={"csrf_token": story._csrf(answer_page.get_data(as_text=True)),
                                            "choice_facebook": "granted"})
     assert granted.status_code == 200, granted.get_data(as_text=True)
 
@@ -185,10 +129,10 @@ def _publication_story(app: Flask, smtp: Any, graph: Any, tokens: dict[str, str]
     assert list(graph.live_posts()) == [post_id]
 
     confirmations = [m for m in smtp.wait_for_messages(3)
-                     if m["To"] == ANNA and any(p.startswith("/w/") for p in _links(m))]
+                     if m["To"] == ANNA and any(p.startswith("/w/") for p in story._links(m))]
     assert confirmations, [m["Subject"] for m in smtp.messages]
-    withdraw = next(p for p in _links(confirmations[-1]) if p.startswith("/w/"))
-    withdrawn = _follow_and_post(app.test_client(), withdraw, {})
+    withdraw = next(p for p in story._links(confirmations[-1]) if p.startswith("/w/"))
+    withdrawn = story._follow_and_post(app.test_client(), withdraw, {})
     assert withdrawn.status_code == 200, withdrawn.get_data(as_text=True)
     db.session.expire_all()
     assert effective_for(db.session.get(Person, pupil_id), "facebook").state == "withdrawn"
@@ -378,16 +322,16 @@ def test_the_dpo_story(app: Flask, smtp: Any, graph: Any, tokens: dict[str, str]
     birth = db.session.get(Person, pupil_id).birth_date.isoformat()
     # The guardians belong to this pupil only, so their names and addresses must go as well.
     personal = (GIVEN, FAMILY, EXTERNAL_ID, birth, PUPIL_EMAIL, ANNA_NAME, BERT_NAME, ANNA, BERT)
-    before = _values_in_database(personal)
+    before = values_in_database(personal)
     for value in personal:  # the scan does find each value before the erasure
         assert any(hit.endswith(f": {value}") for hit in before), value
-    classmate_before = _values_in_database((CLASSMATE_GIVEN, CLASSMATE_ID, CLASSMATE_GUARDIAN))
+    classmate_before = values_in_database((CLASSMATE_GIVEN, CLASSMATE_ID, CLASSMATE_GUARDIAN))
 
     admin = logged_in("admin")
     erase_page = admin.get(f"/dpo/people/{pupil_id}/erase")
     assert erase_page.status_code == 200
     done = admin.post(f"/dpo/people/{pupil_id}/erase",
-                      data={"confirm": "ERASE", "csrf_token": _csrf(erase_page.get_data(as_text=True))})
+                      data={"confirm": "ERASE", "csrf_token": story._csrf(erase_page.get_data(as_text=True))})
     assert done.status_code == 303, done.get_data(as_text=True)
     db.session.expire_all()
 
@@ -396,7 +340,7 @@ def test_the_dpo_story(app: Flask, smtp: Any, graph: Any, tokens: dict[str, str]
     # its recipient row with the address stripped, guardian A pseudonymised ("Erased", an invalid
     # address) because the kept record points at them, the publication's decision (ids), and the
     # pupil's row pseudonymised (ids in the proof and the audit events point at it). Nothing else.
-    assert _values_in_database(personal) == []
+    assert values_in_database(personal) == []
     assert set(db.session.execute(sa.select(ConsentRecord.id).where(
         ConsentRecord.person_id == pupil_id)).scalars()) == {grant.id}
     kept_recipients = db.session.execute(sa.select(ConsentRecipient).where(
@@ -408,7 +352,7 @@ def test_the_dpo_story(app: Flask, smtp: Any, graph: Any, tokens: dict[str, str]
     unlinked = db.session.get(Appearance, face1["id"])
     assert unlinked.person_id is None and unlinked.crop_key is None
     # The classmate is untouched.
-    assert _values_in_database((CLASSMATE_GIVEN, CLASSMATE_ID, CLASSMATE_GUARDIAN)) == classmate_before
+    assert values_in_database((CLASSMATE_GIVEN, CLASSMATE_ID, CLASSMATE_GUARDIAN)) == classmate_before
     assert db.session.get(Appearance, face2["id"]).person_id == classmate_id
 
     # No storage file of theirs: the crop and the published rendition (their face, sharp) are

@@ -3,6 +3,7 @@ publications, take one down."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 
@@ -143,14 +144,20 @@ def publish_media(media_id: int) -> tuple[Response, int, dict[str, str]]:
     """Publish an item on a channel if the gate allows it now (201), else 409 with the blockers."""
     media = _media_or_404(media_id)
     data = validated(PublishIn, json_object())
+    return _publish(lambda: request_publication(media, channel=data.channel, caption=data.caption,
+                                                attested=data.attest is True, actor=_actor()))
+
+
+def _publish(ask: Callable[[], Publication]) -> tuple[Response, int, dict[str, str]]:
+    """Ask for a publication: 422 when refused, 409 (keeping the gate:blocked events) when
+    blocked, else commit, queue the job and answer 201 with its state."""
     try:
-        publication = request_publication(media, channel=data.channel, caption=data.caption,
-                                          attested=data.attest is True, actor=_actor())
+        publication = ask()
     except PublishRefused as exc:
         db.session.rollback()
         raise _refused(exc) from None
     except PublishBlocked as exc:
-        db.session.commit()  # keeps the gate:blocked event
+        db.session.commit()
         raise blocked_error(exc) from None
     publication_id = publication.id
     db.session.commit()
@@ -181,23 +188,9 @@ def publish_album() -> tuple[Response, int, dict[str, str]]:
             message = _("No media item with id %(id)s.", id=media_id)
             raise ApiError(422, "invalid", message, {"media_ids": message})
         items.append(media)
-    try:
-        publication = request_album_publication(items, channel=data.channel, caption=data.caption,
-                                                attested=data.attest is True, actor=_actor())
-    except PublishRefused as exc:
-        db.session.rollback()
-        raise _refused(exc) from None
-    except PublishBlocked as exc:
-        db.session.commit()  # keeps the gate:blocked events
-        raise blocked_error(exc) from None
-    publication_id = publication.id
-    db.session.commit()
-    enqueue(publish_job, publication_id)
-    publication = _publication_or_404(publication_id)
-    db.session.refresh(publication)
-    return (jsonify({"publication_id": publication.id, "post_id": publication.post_id,
-                     "state": publication.state}), 201,
-            {"Location": url_for("api.get_publication_route", publication_id=publication_id)})
+    return _publish(lambda: request_album_publication(
+        items, channel=data.channel, caption=data.caption, attested=data.attest is True,
+        actor=_actor()))
 
 
 @bp.get("/publications")
