@@ -33,7 +33,7 @@ from pathlib import Path
 import av
 from PIL import Image, ImageOps
 
-from bench.common import best_of, report
+from bench.common import best_of, report, video_size
 from consent_registry.media.faces import Box
 from consent_registry.publishing.gate import AppearanceFacts, PersonConsent, evaluate
 from consent_registry.publishing.rendition import (
@@ -129,14 +129,6 @@ def _compare_photos(label: str, photos: list[tuple[bytes, list[Box]]]) -> float:
 
 # --- videos ----------------------------------------------------------------------------------------
 
-def _probe(path: Path) -> tuple[int, int, float]:
-    """Width, height and seconds (decoded frames over the frame rate) of the first video stream."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        frames = sum(1 for _ in container.decode(stream))
-        return stream.codec_context.width, stream.codec_context.height, frames / float(stream.average_rate)
-
-
 def _scaled_copy(source: Path, folder: Path) -> Path:
     """The video re-encoded at 1280x720 (H.264 crf 18, same timestamps), its sound packets copied."""
     target = folder / "v01_720p.mp4"
@@ -193,7 +185,7 @@ def _whole_clip_track(width: int, height: int, seconds: float) -> list[list[floa
 
 def _compare_video(clip: Path, folder: Path) -> None:
     """Print ours against the plain transcode and against the clip's length."""
-    width, height, seconds = _probe(clip)
+    width, height, seconds = video_size(clip)
     tracks = [_whole_clip_track(width, height, seconds)]
     ours = best_of(lambda: rendition_of_video(str(clip), str(folder / "ours.mp4"), tracks), repeat=VIDEO_RUNS)
     plain = best_of(lambda: _plain_transcode(clip, folder / "plain.mp4"), repeat=VIDEO_RUNS)

@@ -14,19 +14,11 @@ from pathlib import Path
 
 import av
 
-from bench.common import best_of, report
+from bench.common import best_of, report, video_size
 from consent_registry.media.video import make_video_engines, track_faces
 
 CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "public" / "video" / "v01.mp4"
 SIZE = (1280, 720)
-
-
-def _size(path: Path) -> tuple[int, int, float]:
-    """Width, height and seconds of the first video stream."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        frames = sum(1 for _ in container.decode(stream))
-        return stream.codec_context.width, stream.codec_context.height, frames / float(stream.average_rate)
 
 
 def _scaled_copy(source: Path, folder: Path) -> Path:
@@ -65,9 +57,9 @@ def _once(fn: Callable[[], object]) -> tuple[float, object]:
 def run() -> None:
     """Real-time factor of track_faces on a 720p clip, with one and two worker processes."""
     with tempfile.TemporaryDirectory() as tmp:
-        width, height, seconds = _size(CLIP)
+        width, height, seconds = video_size(CLIP)
         clip = CLIP if (width, height) == SIZE else _scaled_copy(CLIP, Path(tmp))
-        width, height, seconds = _size(clip)
+        width, height, seconds = video_size(clip)
         engine, scan_engine = make_video_engines()
         decoding = best_of(lambda: _decode(clip), repeat=3)
         for workers, encodings in ((2, False), (1, False), (2, True)):

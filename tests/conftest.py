@@ -181,10 +181,18 @@ def csrf_token(client: FlaskClient, path: str = "/login") -> str:
 
 
 @pytest.fixture
-def logged_in(app: Flask, users: dict[str, StaffUser]):
-    """A factory: a client logged in with the given role."""
+def logged_in(app: Flask, users: dict[str, StaffUser], request: pytest.FixtureRequest):
+    """A factory: a client logged in with the given role.
+
+    A test module that sets `PAGES_IN_ENGLISH = True` gets clients asking for English pages
+    (the site defaults to Dutch), for assertions that read English text.
+    """
+    english = getattr(request.module, "PAGES_IN_ENGLISH", False)
+
     def make(role: str) -> FlaskClient:
         c = app.test_client()
+        if english:
+            c.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
         log_in(c, users[role].email)
         return c
     return make

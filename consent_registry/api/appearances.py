@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_
 from ..auth.access import ANY_ROLE, allow
 from ..db import db
 from ..media.faces import Box
-from ..media.models import MAX_ID, Appearance, Media, get_media
+from ..media.models import MAX_ID, Appearance, Media
 from ..media.schemas import AppearanceOut, MediaKind, MediaStatus, appearance_out
 from ..media.tagging import (
     TaggingError,
@@ -28,6 +28,7 @@ from ..people.schemas import Strict
 from ..people.service import get_person
 from . import bp
 from .errors import ApiError, int_arg, json_object, page_size, validated
+from .media import media_or_404
 from .people import _actor, _person_or_404
 
 TAGGERS = ("admin", "communications")
@@ -111,13 +112,6 @@ class PersonMediaPage(BaseModel):
     total: int
 
 
-def _media_or_404(media_id: int) -> Media:
-    """The item, or a 404 in the API's shape."""
-    media = get_media(media_id)
-    if media is None:
-        raise ApiError(404, "not_found", _("No media item with this id."))
-    return media
-
 
 def _appearance_or_404(media: Media, appearance_id: int) -> Appearance:
     """The item's appearance; another item's is as unknown as a missing one."""
@@ -150,14 +144,14 @@ def _appearance_json(appearance: Appearance) -> dict[str, Any]:
 @allow(*ANY_ROLE)
 def get_appearance(media_id: int, appearance_id: int) -> Response:
     """One appearance of an item."""
-    return jsonify(_appearance_json(_appearance_or_404(_media_or_404(media_id), appearance_id)))
+    return jsonify(_appearance_json(_appearance_or_404(media_or_404(media_id), appearance_id)))
 
 
 @bp.patch("/media/<int:media_id>/appearances/<int:appearance_id>")
 @allow(*TAGGERS)
 def patch_appearance(media_id: int, appearance_id: int) -> Response:
     """Tag a person, decide on the suggestion, or set the resolution."""
-    appearance = _appearance_or_404(_media_or_404(media_id), appearance_id)
+    appearance = _appearance_or_404(media_or_404(media_id), appearance_id)
     change = validated(AppearancePatch, json_object())
     actor = _actor()
     try:
@@ -178,7 +172,7 @@ def patch_appearance(media_id: int, appearance_id: int) -> Response:
 @allow(*TAGGERS)
 def create_appearance(media_id: int) -> tuple[Response, int, dict[str, str]]:
     """Add a missed face (a box) or a person present but not detected (no box, a person)."""
-    media = _media_or_404(media_id)
+    media = media_or_404(media_id)
     data = validated(AppearanceCreate, json_object())
     actor = _actor()
     try:

@@ -14,11 +14,11 @@ from pydantic import BaseModel, Field
 
 from ..auth.access import ANY_ROLE, allow
 from ..consent.service import channels
-from ..media.models import Media, get_media
 from ..publishing.gate import REASONS
 from ..publishing.gate_service import gate_for
 from . import bp
 from .errors import ApiError
+from .media import media_or_404
 
 GateReason = Literal[REASONS]  # type: ignore[valid-type]
 
@@ -51,13 +51,6 @@ class GateDecisionOut(BaseModel):
     people: list[GatePerson]
 
 
-def _media_or_404(media_id: int) -> Media:
-    """The item, or a 404 in the API's shape."""
-    media = get_media(media_id)
-    if media is None:
-        raise ApiError(404, "not_found", _("No media item with this id."))
-    return media
-
 
 def _channel_arg() -> str:
     """The channel query argument, or a 400 naming it."""
@@ -81,7 +74,7 @@ def _attest_arg() -> bool:
 @allow(*ANY_ROLE)
 def media_gate(media_id: int) -> Response:
     """Whether the item may be published on the channel now, and what blocks it."""
-    media = _media_or_404(media_id)
+    media = media_or_404(media_id)
     decision = gate_for(media, _channel_arg(), attested=_attest_arg())
     return jsonify(GateDecisionOut.model_validate(decision.as_json()).model_dump(mode="json"))
 

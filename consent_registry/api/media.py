@@ -30,7 +30,7 @@ def ingest_error(exc: IngestError) -> ApiError:
     return ApiError(exc.status, exc.code, exc.message, {"file": exc.message})
 
 
-def _media_or_404(media_id: int) -> Media:
+def media_or_404(media_id: int) -> Media:
     """The item, or a 404 in the API's shape."""
     media = get_media(media_id)
     if media is None:
@@ -133,12 +133,12 @@ def list_media() -> Response:
 @allow(*ANY_ROLE)
 def get_media_route(media_id: int) -> Response:
     """One media item with its appearances."""
-    return jsonify(media_json(_media_or_404(media_id)))
+    return jsonify(media_json(media_or_404(media_id)))
 
 
 @bp.delete("/media/<int:media_id>")
 @allow(*UPLOADERS)
 def delete_media_route(media_id: int) -> tuple[str, int]:
     """Remove an item, its appearances and its stored files."""
-    delete_media(_media_or_404(media_id), actor=_actor(), storage=get_storage())
+    delete_media(media_or_404(media_id), actor=_actor(), storage=get_storage())
     return "", 204

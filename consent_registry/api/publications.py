@@ -33,6 +33,7 @@ from ..publishing.takedown import TakedownError, takedown_on_request
 from . import bp
 from .errors import ApiError, int_arg, json_object, page_size, validated
 from .gate import GateBlocker
+from .media import media_or_404
 from .people import _actor
 
 PUBLISHERS = ("admin", "communications")
@@ -110,13 +111,6 @@ class PublicationPage(BaseModel):
     total: int
 
 
-def _media_or_404(media_id: int) -> Media:
-    """The item, or a 404 in the API's shape."""
-    media = get_media(media_id)
-    if media is None:
-        raise ApiError(404, "not_found", _("No media item with this id."))
-    return media
-
 
 def _publication_or_404(publication_id: int) -> Publication:
     """The publication, or a 404 in the API's shape."""
@@ -142,7 +136,7 @@ def blocked_error(exc: PublishBlocked) -> ApiError:
 @allow(*PUBLISHERS)
 def publish_media(media_id: int) -> tuple[Response, int, dict[str, str]]:
     """Publish an item on a channel if the gate allows it now (201), else 409 with the blockers."""
-    media = _media_or_404(media_id)
+    media = media_or_404(media_id)
     data = validated(PublishIn, json_object())
     return _publish(lambda: request_publication(media, channel=data.channel, caption=data.caption,
                                                 attested=data.attest is True, actor=_actor()))
