@@ -243,6 +243,25 @@ class GraphClient:
 
     # --- publishing -------------------------------------------------------------------------
 
+    def _final_step(self, path: str, *, flag: str, remote: dict, save: Callable[[dict], None],
+                    **request: Any) -> dict:
+        """POST the step that makes a post public, at most once: `remote[flag]` is recorded before
+        sending and cleared only when Facebook answered (with a post or a certain error); when the
+        answer is lost it stays, and every later call refuses to send again."""
+        if remote.get(flag):
+            raise self._uncertain_again()
+        remote[flag] = True
+        save(remote)
+        try:
+            answer = self._request("POST", path, final=True, **request)
+        except GraphError as exc:
+            if not exc.uncertain:
+                remote.pop(flag, None)
+                save(remote)
+            raise
+        remote.pop(flag, None)
+        return answer
+
     def publish_photo(self, data: bytes, *, caption: str | None, published: bool = True,
                       remote: dict | None = None, save: Callable[[dict], None] | None = None) -> dict:
         """Post one photo (`published=False`: upload it for a later `/feed` post); {"id", "post_id"?}.
@@ -254,24 +273,15 @@ class GraphClient:
         if remote.get("photo_id"):
             return {key: value for key, value in
                     (("id", remote["photo_id"]), ("post_id", remote.get("post_id"))) if value}
-        if published and remote.get("photo_attempted"):
-            raise self._uncertain_again()
         form = {"published": "true" if published else "false"}
         if caption:
             form["message"] = caption
+        path, files = f"{self.settings.page_id}/photos", {"source": ("photo.jpg", data, _image_type(data))}
         if published:
-            remote["photo_attempted"] = True
-            save(remote)
-        try:
-            answer = self._request("POST", f"{self.settings.page_id}/photos", data=form,
-                                   files={"source": ("photo.jpg", data, _image_type(data))},
-                                   final=published)
-        except GraphError as exc:
-            if published and not exc.uncertain:
-                remote.pop("photo_attempted", None)
-                save(remote)
-            raise
-        remote.pop("photo_attempted", None)
+            answer = self._final_step(path, flag="photo_attempted", remote=remote, save=save,
+                                      data=form, files=files)
+        else:
+            answer = self._request("POST", path, data=form, files=files, final=False)
         remote["photo_id"] = str(answer["id"])
         if answer.get("post_id"):
             remote["post_id"] = str(answer["post_id"])
@@ -294,22 +304,12 @@ class GraphClient:
                                    files={"source": ("photo.jpg", data, _image_type(data))})
             ids.append(str(answer["id"]))
             save(remote)
-        if remote.get("feed_attempted"):
-            raise self._uncertain_again()
         form = {f"attached_media[{index}]": json.dumps({"media_fbid": photo_id})
                 for index, photo_id in enumerate(ids)}
         if caption:
             form["message"] = caption
-        remote["feed_attempted"] = True
-        save(remote)
-        try:
-            answer = self._request("POST", f"{self.settings.page_id}/feed", data=form, final=True)
-        except GraphError as exc:
-            if not exc.uncertain:
-                remote.pop("feed_attempted", None)
-                save(remote)
-            raise
-        remote.pop("feed_attempted", None)
+        answer = self._final_step(f"{self.settings.page_id}/feed", flag="feed_attempted",
+                                  remote=remote, save=save, data=form)
         remote["post_id"] = str(answer["id"])
         save(remote)
         return remote["post_id"]
@@ -325,23 +325,13 @@ class GraphClient:
         if not remote.get("handle"):
             remote["handle"] = self._upload(path, remote, save)
             save(remote)
-        if remote.get("video_attempted"):
-            raise self._uncertain_again()
         form = {"fbuploader_video_file_chunk": remote["handle"]}
         if title:
             form["title"] = title
         if description:
             form["description"] = description
-        remote["video_attempted"] = True
-        save(remote)
-        try:
-            answer = self._request("POST", f"{self.settings.page_id}/videos", data=form, final=True)
-        except GraphError as exc:
-            if not exc.uncertain:
-                remote.pop("video_attempted", None)
-                save(remote)
-            raise
-        remote.pop("video_attempted", None)
+        answer = self._final_step(f"{self.settings.page_id}/videos", flag="video_attempted",
+                                  remote=remote, save=save, data=form)
         remote["video_id"] = str(answer["id"])
         save(remote)
         return remote["video_id"]
