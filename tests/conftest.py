@@ -9,6 +9,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,23 @@ from fake_graph import fake_graph, graph  # noqa: F401  (fixtures)
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "public"
 PG_URL = os.environ.get("CONSENT_REGISTRY_TEST_DATABASE_URL", "")
 BACKENDS = ["sqlite", *(["postgresql"] if PG_URL else [])]
+# Under pytest-xdist each worker empties the database before every test: each gets its own,
+# created beside the configured one (named after it) and dropped when the worker ends.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run tests marked one_backend on SQLite only: their subject is not the database."""
+    keep, dropped = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if item.get_closest_marker("one_backend") and params.get("backend") == "postgresql":
+            dropped.append(item)
+        else:
+            keep.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
 PASSWORD = "correct horse battery staple"
 
 
@@ -81,20 +99,46 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@contextmanager
+def _worker_database(url: str) -> Iterator[str]:
+    """This xdist worker's own database beside `url` (created, then dropped); `url` itself otherwise."""
+    if not WORKER:
+        yield url
+        return
+    base = sa.engine.make_url(url)
+    name = f"{base.database}_{WORKER}"
+    admin = sa.create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The PostgreSQL test database, emptied and migrated once per session."""
     name = sa.engine.make_url(PG_URL).database or ""
     if not re.search(r"test|ci", name):
         raise RuntimeError(f"refusing to empty {name!r}: the test database's name must say test or ci")
-    app = make_app(PG_URL, tmp_path_factory.mktemp("pg"))
+    with _worker_database(PG_URL) as url:
+        yield _migrated_postgres(url, tmp_path_factory)
+
+
+def _migrated_postgres(url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The database emptied (schema dropped) and migrated; its URL."""
+    app = make_app(url, tmp_path_factory.mktemp("pg"))
     with app.app_context():
         with db.engine.begin() as conn:
             conn.execute(sa.text("DROP SCHEMA public CASCADE"))
             conn.execute(sa.text("CREATE SCHEMA public"))
         upgrade()
         db.engine.dispose()
-    return PG_URL
+    return url
 
 
 def _empty_postgres() -> None:
