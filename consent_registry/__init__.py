@@ -58,6 +58,7 @@ def _configure(
     check_production_key(cfg["ENV"], cfg["SECRET_KEY"])
     # A mistyped matching threshold should stop the start, not every later analysis.
     cfg["MATCH_POLICY"] = policy_from_settings(cfg)
+    cfg["VOICE_MATCH_POLICY"] = policy_from_settings(cfg, prefix="VOICE_")
     database_url = cfg.get("DATABASE_URL") or (
         f"sqlite:///{Path(app.instance_path) / 'consent_registry.sqlite3'}"
     )

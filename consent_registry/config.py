@@ -43,6 +43,10 @@ class BaseConfig:
     MATCH_THRESHOLD = 0.5
     MATCH_MARGIN = 0.05
     MATCH_AUTO_ACCEPT_BELOW: float | None = None
+    # Voice matching, the same rule over speaker embeddings (its own switch and consent checks).
+    VOICE_MATCH_THRESHOLD = 0.6
+    VOICE_MATCH_MARGIN = 0.05
+    VOICE_MATCH_AUTO_ACCEPT_BELOW: float | None = None
     PUBLIC_URL = "http://127.0.0.1:5000"
     SCHOOL_NAME = "School"
     DEFAULT_LOCALE = "nl"
