@@ -40,8 +40,9 @@ def switch_matching_on() -> None:
 def test_matching_off_holds_no_biometric_data(app: Flask) -> None:
     """Off: the biometric purpose is not in use, no encodings, no DPIA reference."""
     record = record_of_processing(app.config, face_matching())
-    assert record["biometric_matching"] == {"enabled": False, "dpia_reference": None,
-                                            "changed_at": None}
+    assert record["biometric_matching"] == {
+        "enabled": False, "dpia_reference": None, "changed_at": None,
+        "voice": {"enabled": False, "dpia_reference": None, "changed_at": None}}
     biometric = next(p for p in record["purposes"] if p["code"] == "biometric")
     assert biometric["active"] is False and "9(2)(a)" in biometric["legal_basis"]
     assert "face_encodings" not in codes(record["categories_of_data"])

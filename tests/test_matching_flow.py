@@ -142,7 +142,8 @@ def test_an_enrolled_face_is_suggested_and_a_stranger_is_not(app: Flask, tokens:
     assert np.allclose(stored[0].vector(), vector_for(OTHER))
     event = db.session.execute(sa.select(AuditEvent).where(
         AuditEvent.action == "media:analysed")).scalars().one()
-    assert event.details == {"faces": 2, "matching": True, "suggestions": 1}
+    assert event.details == {"faces": 2, "voices": 0, "matching": True, "voice_matching": False,
+                             "suggestions": 1}
 
 
 def test_auto_accept_tags_below_the_stricter_distance_and_is_audited(
@@ -224,6 +225,7 @@ def _entries(*roles: str) -> list[dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.one_backend
 def test_public_set_quality_bars_through_the_service(app: Flask, tokens: dict[str, str]) -> None:
     """Enrol the enrolment photos through the reference service; upload every probe and group photo.
 
@@ -262,6 +264,7 @@ def test_public_set_quality_bars_through_the_service(app: Flask, tokens: dict[st
 
 
 @pytest.mark.slow
+@pytest.mark.one_backend
 def test_public_video_tracks_are_suggested_as_the_right_people_or_nobody(
     app: Flask, tokens: dict[str, str]
 ) -> None:

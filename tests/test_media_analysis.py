@@ -6,6 +6,7 @@ import io
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 import time_machine
 from flask import Flask
@@ -99,12 +100,16 @@ def test_a_run_left_by_a_dead_worker_is_redone(app: Flask, tokens: dict[str, str
     assert db.session.query(AuditEvent).filter_by(action="media:analysis_restarted").count() == 1
 
 
-def test_a_recording_is_stored_and_ready_without_voices_yet(app: Flask, tokens: dict[str, str]) -> None:
-    """Sound: stored and ready with no appearances until the voice issue lands."""
+@pytest.mark.one_backend
+def test_a_recording_of_one_speaker_is_ready_with_one_voice(app: Flask, tokens: dict[str, str]) -> None:
+    """Sound: one LibriSpeech speaker is one voice appearance with segments and a snippet."""
     clip = next((SHARED_DATA / "audio").glob("*.flac"))
     media_id = _upload(app, tokens, clip)["id"]
     media = _media(media_id)
-    assert (media.kind, media.status, media.appearances) == ("audio", "ready", [])
+    assert (media.kind, media.status, media.voices_analysed) == ("audio", "ready", True)
+    [voice] = media.appearances
+    assert voice.kind == "voice" and voice.box is None and voice.crop_key
+    assert voice.segments and all(0 <= s < e <= media.duration_s + 0.1 for s, e in voice.segments)
 
 
 def _tiny_video(path: Path) -> Path:
@@ -179,8 +184,9 @@ def test_photo_video_and_audio_become_ready_through_the_embedded_queue(
     done = _through_a_real_queue(queued, queued, {"communications": token}, _files(tmp_path))
     assert [(m["kind"], m["status"]) for m in done] == [("photo", "ready"), ("video", "ready"),
                                                         ("audio", "ready")]
-    assert done[0]["faces"] == 2 and done[1]["faces"] >= 1 and done[2]["faces"] == 0
-    assert all(done[1]["segments"])
+    # the photo's two faces, the video's face track, the recording's one voice
+    assert done[0]["faces"] == 2 and done[1]["faces"] >= 1 and done[2]["faces"] == 1
+    assert all(done[1]["segments"]) and all(done[2]["segments"])
 
 
 def test_photo_video_and_audio_become_ready_through_redis_workers(
@@ -204,7 +210,7 @@ def test_photo_video_and_audio_become_ready_through_redis_workers(
             token = _token(web)
         done = _through_a_real_queue(web, worker, {"communications": token}, _files(tmp_path))
         assert [m["status"] for m in done] == ["ready", "ready", "ready"]
-        assert done[0]["faces"] == 2 and done[1]["faces"] >= 1
+        assert done[0]["faces"] == 2 and done[1]["faces"] >= 1 and done[2]["faces"] == 1
     finally:
         client = redis.Redis.from_url("redis://127.0.0.1:6379/13")
         keys = list(client.scan_iter(match=f"huey.*{name}*"))

@@ -47,6 +47,7 @@ class PersonFileOut(BaseModel):
         description="Publications that showed them, with the consent_record_ids that allowed it")
     takedowns: list[dict[str, Any]]
     reference_photos: ReferencePhotosHeld
+    reference_voices: ReferencePhotosHeld = Field(description="Reference recordings for voice matching")
     audit_events: list[dict[str, Any]]
 
 

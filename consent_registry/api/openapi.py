@@ -202,72 +202,97 @@ def _tagging_paths() -> dict[str, Any]:
 
 
 _REFERENCE_ERROR_TEXT = {
-    409: "`matching_off`: face matching is switched off; `no_biometric_consent`: the person is not "
-         "active with a valid biometric consent; `duplicate`: this photo is already a reference",
-    413: "The file is larger than the photo limit",
-    415: "Not multipart/form-data, or the file's content is not an accepted photo type",
-    422: "Missing or unknown fields; an empty, damaged or unreadable photo; too many pixels; "
-         "`not_one_face`: the photo does not show exactly one face",
+    "face": {
+        409: "`matching_off`: face matching is switched off; `no_biometric_consent`: the person is "
+             "not active with a valid biometric consent; `duplicate`: this photo is already a "
+             "reference",
+        413: "The file is larger than the photo limit",
+        415: "Not multipart/form-data, or the file's content is not an accepted photo type",
+        422: "Missing or unknown fields; an empty, damaged or unreadable photo; too many pixels; "
+             "`not_one_face`: the photo does not show exactly one face",
+    },
+    "voice": {
+        409: "`matching_off`: voice matching is switched off; `no_biometric_consent`: the person is "
+             "not active with a valid biometric consent; `duplicate`: this recording is already a "
+             "reference",
+        413: "The file is larger than the sound-recording limit",
+        415: "Not multipart/form-data, or the file's content is not an accepted sound type",
+        422: "Missing or unknown fields; an empty, damaged or unreadable recording; `not_one_voice`: "
+             "the recording does not hold exactly one voice with at least 3 seconds of speech",
+    },
+}
+# modality: (settings path, references path, operation noun, what is uploaded)
+_MATCHING = {
+    "face": ("face-matching", "reference-photos", "ReferencePhoto", "FaceMatching",
+             "a photo with exactly one face", "JPEG, PNG, WebP, HEIC/HEIF", "A photo of the person alone"),
+    "voice": ("voice-matching", "reference-voices", "ReferenceVoice", "VoiceMatching",
+              "a recording of exactly one voice", "WAV, MP3, M4A, FLAC, OGG",
+              "A recording of the person speaking alone, at least 3 seconds of speech"),
 }
 
 
 def _biometric_paths() -> dict[str, Any]:
-    """Face matching: the school's switch and people's reference photos (never an encoding)."""
+    """Face and voice matching: the school's switches and people's references (never an encoding)."""
+    return {path: item for modality in _MATCHING for path, item in _matching_paths(modality).items()}
+
+
+def _matching_paths(modality: str) -> dict[str, Any]:
+    """One modality's switch and reference routes."""
+    setting, references, noun, switch, upload, types, part = _MATCHING[modality]
     reference_errors = {
-        str(s): {"description": _REFERENCE_ERROR_TEXT.get(s) or _ERROR_TEXT[s],
+        str(s): {"description": _REFERENCE_ERROR_TEXT[modality].get(s) or _ERROR_TEXT[s],
                  **_json(_ref(ErrorBody))}
         for s in (400, 401, 403, 404, 409, 413, 415, 422)
     }
     return {
-        "/api/v1/settings/face-matching": {
+        f"/api/v1/settings/{setting}": {
             "get": {
-                "operationId": "getFaceMatching",
-                "summary": "Whether face matching is on, on which DPIA, changed by whom and when",
+                "operationId": f"get{switch}",
+                "summary": f"Whether {modality} matching is on, on which DPIA, changed by whom and when",
                 "responses": {"200": {"description": "The setting", **_json(_ref(FaceMatchingOut))},
                               **_errors(401, 403)},
             },
             "put": {
-                "operationId": "setFaceMatching",
-                "summary": "Switch face matching on (with a DPIA reference) or off; switching off "
-                           "deletes every reference",
+                "operationId": f"set{switch}",
+                "summary": f"Switch {modality} matching on (with a DPIA reference) or off; switching "
+                           "off deletes every reference of that kind",
                 "requestBody": {"required": True, **_json(_ref(FaceMatchingIn))},
                 "responses": {"200": {"description": "The changed setting",
                                       **_json(_ref(FaceMatchingOut))},
                               **_errors(400, 401, 403, 413, 415, 422)},
             },
         },
-        "/api/v1/people/{person_id}/reference-photos": {
+        f"/api/v1/people/{{person_id}}/{references}": {
             "parameters": [_PERSON_ID],
             "get": {
-                "operationId": "listReferencePhotos",
-                "summary": "A person's references for face matching, oldest first",
+                "operationId": f"list{noun}s",
+                "summary": f"A person's references for {modality} matching, oldest first",
                 "responses": {"200": {"description": "The references",
                                       **_json(_ref(ReferencePhotoList))},
                               **_errors(401, 403, 404)},
             },
             "post": {
-                "operationId": "addReferencePhoto",
-                "summary": "Enrol a photo with exactly one face; only its encoding is kept",
+                "operationId": f"add{noun}",
+                "summary": f"Enrol {upload}; only its encoding is kept",
                 "requestBody": {
                     "required": True,
-                    "description": "The photo's type is decided from its content. Accepted: JPEG, "
-                                   "PNG, WebP, HEIC/HEIF.",
+                    "description": f"The file's type is decided from its content. Accepted: {types}.",
                     "content": {"multipart/form-data": {"schema": {
                         "type": "object", "required": ["file"], "additionalProperties": False,
                         "properties": {"file": {"type": "string",
                                                 "contentMediaType": "application/octet-stream",
-                                                "description": "A photo of the person alone"}},
+                                                "description": part}},
                     }}},
                 },
                 "responses": {"201": {"description": "Enrolled", **_json(_ref(ReferencePhotoOut))},
                               **reference_errors},
             },
         },
-        "/api/v1/people/{person_id}/reference-photos/{reference_id}": {
+        f"/api/v1/people/{{person_id}}/{references}/{{reference_id}}": {
             "parameters": [_PERSON_ID, {"name": "reference_id", "in": "path", "required": True,
                                         "schema": {"type": "integer", "minimum": 1}}],
             "delete": {
-                "operationId": "deleteReferencePhoto",
+                "operationId": f"delete{noun}",
                 "summary": "Delete one reference of a person (audited)",
                 "responses": {"204": {"description": "Deleted"}, **_errors(401, 403, 404)},
             },

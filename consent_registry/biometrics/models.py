@@ -21,7 +21,7 @@ ENCODING_DTYPE = np.dtype("<f8")  # stored as 128 little-endian doubles: 1,024 b
 
 
 class BiometricSetting(db.Model):
-    """Whether matching of one modality (faces; voices later) is switched on, and on what DPIA."""
+    """Whether matching of one modality (faces, voices) is switched on, and on what DPIA."""
 
     __tablename__ = "biometric_settings"
 
@@ -60,6 +60,28 @@ class FaceReference(db.Model):
         return np.frombuffer(self.encoding, dtype=ENCODING_DTYPE).astype(np.float64)
 
 
+class VoiceReference(db.Model):
+    """One enrolled speaker embedding of a person, computed from a reference recording (not kept)."""
+
+    __tablename__ = "voice_references"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(sa.ForeignKey("people.id", ondelete="CASCADE"), index=True)
+    encoding: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    # The recording itself is not stored; its hash refuses the same recording twice for one person.
+    recording_sha256: Mapped[str] = mapped_column(sa.String(64))
+    consent_record_id: Mapped[int | None] = mapped_column(sa.ForeignKey("consent_records.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+
+    __table_args__ = (sa.UniqueConstraint("person_id", "recording_sha256",
+                                          name="uq_voice_reference_recording"),)
+
+    def vector(self) -> np.ndarray:
+        """The stored embedding as a float64 vector."""
+        return np.frombuffer(self.encoding, dtype=ENCODING_DTYPE).astype(np.float64)
+
+
 def encoding_bytes(vector: np.ndarray) -> bytes:
-    """A 128-d encoding as the bytes the table stores."""
+    """An encoding (128 numbers for a face, 256 for a voice) as the bytes the tables store."""
     return np.asarray(vector, dtype=ENCODING_DTYPE).tobytes()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field, StrictBool
 
 from ..people.schemas import Strict
-from .models import BiometricSetting, FaceReference
+from .models import BiometricSetting, FaceReference, VoiceReference
 
 
 class FaceMatchingIn(Strict):
@@ -50,8 +50,8 @@ def face_matching_json(setting: BiometricSetting) -> dict[str, object]:
     ).model_dump(mode="json")
 
 
-def reference_json(reference: FaceReference) -> dict[str, object]:
-    """A reference as the API shows it: no encoding, no photo hash."""
+def reference_json(reference: FaceReference | VoiceReference) -> dict[str, object]:
+    """A reference as the API shows it: no encoding, no photo or recording hash."""
     return ReferencePhotoOut(
         id=reference.id, person_id=reference.person_id, created_at=reference.created_at.isoformat(),
         consent_record_id=reference.consent_record_id,

@@ -1,10 +1,11 @@
-"""Face matching's switch and the reference encodings of enrolled people, kept within their consent.
+"""Matching's switches and the reference encodings of enrolled people, kept within their consent.
 
-Matching is off until an admin switches it on with a DPIA reference. A reference encoding is
-computed from a photo that is analysed and then dropped; it is stored only while the person is
+Two modalities under the same rules: faces (reference photos) and voices (reference recordings).
+Each is off until an admin switches it on with a DPIA reference. A reference encoding is computed
+from a photo or recording that is analysed and then dropped; it is stored only while the person is
 active with a valid biometric consent, and deleted (each deletion audited) when that consent ends,
-the person leaves, or matching is switched off. `matching_references` checks the consent again
-itself, so a purge that did not run yet never lets an expired consent be matched.
+the person leaves, or that modality's matching is switched off. `matching_references` checks the
+consent again itself, so a purge that did not run yet never lets an expired consent be matched.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -36,11 +38,15 @@ from ..media.matching import ENCODING_SIZE, Reference
 from ..media.models import Appearance
 from ..people.models import GuardianLink, Person
 from ..translate import _
-from .models import BiometricSetting, FaceReference, encoding_bytes
+from .models import BiometricSetting, FaceReference, VoiceReference, encoding_bytes
 
 log = logging.getLogger(__name__)
 
 FACE = "face"
+VOICE = "voice"
+REFERENCE_MODELS: dict[str, type[FaceReference] | type[VoiceReference]] = {
+    FACE: FaceReference, VOICE: VoiceReference}
+MIN_REFERENCE_SPEECH_S = 3.0  # a reference recording must hold this much speech of its one voice
 DELETE_REASONS = ("consent_ended", "person_left", "matching_off", "by_staff")
 DPIA_MAX_LENGTH = 200
 
@@ -58,18 +64,38 @@ class BiometricError(ValueError):
 
 # --- the switch -------------------------------------------------------------------------------------
 
-def face_matching() -> BiometricSetting:
-    """The school's face-matching setting; an unsaved 'off' row when none is stored."""
-    stored = db.session.get(BiometricSetting, FACE)
+def matching_setting(modality: str) -> BiometricSetting:
+    """The school's matching setting for faces or voices; an unsaved 'off' row when none is stored."""
+    stored = db.session.get(BiometricSetting, modality)
     if stored is not None:
         return stored
-    return BiometricSetting(modality=FACE, enabled=False, dpia_reference=None, updated_at=None,
+    return BiometricSetting(modality=modality, enabled=False, dpia_reference=None, updated_at=None,
                             updated_by=None)
+
+
+def matching_enabled(modality: str) -> bool:
+    """Whether matching of this modality is switched on."""
+    return bool(matching_setting(modality).enabled)
+
+
+def face_matching() -> BiometricSetting:
+    """The school's face-matching setting."""
+    return matching_setting(FACE)
 
 
 def face_matching_enabled() -> bool:
     """Whether face matching is switched on."""
-    return bool(face_matching().enabled)
+    return matching_enabled(FACE)
+
+
+def voice_matching() -> BiometricSetting:
+    """The school's voice-matching setting."""
+    return matching_setting(VOICE)
+
+
+def voice_matching_enabled() -> bool:
+    """Whether voice matching is switched on."""
+    return matching_enabled(VOICE)
 
 
 def clean_dpia_reference(value: str | None) -> str | None:
@@ -78,12 +104,14 @@ def clean_dpia_reference(value: str | None) -> str | None:
     return cleaned or None
 
 
-def check_switch(*, enabled: bool, dpia_reference: str | None) -> None:
+def check_switch(*, enabled: bool, dpia_reference: str | None, modality: str = FACE) -> None:
     """Refuse switching matching on without a DPIA reference, or with one that is too long."""
     if enabled and dpia_reference is None:
         raise BiometricError("dpia_required", _(
             "Record the reference of the DPIA (data protection impact assessment) before "
-            "switching face matching on."), 422)
+            "switching face matching on.") if modality == FACE else _(
+            "Record the reference of the DPIA (data protection impact assessment) before "
+            "switching voice matching on."), 422)
     if dpia_reference is not None and len(dpia_reference) > DPIA_MAX_LENGTH:
         raise BiometricError("invalid", _("Too long: at most %(n)s characters.", n=DPIA_MAX_LENGTH),
                              422)
@@ -99,11 +127,22 @@ def _ensure_setting_row(modality: str) -> None:
 
 def set_face_matching(*, enabled: bool, dpia_reference: str | None, actor: Actor) -> BiometricSetting:
     """Switch face matching on or off; switching off deletes every face reference. Audited."""
+    return set_matching(FACE, enabled=enabled, dpia_reference=dpia_reference, actor=actor)
+
+
+def set_voice_matching(*, enabled: bool, dpia_reference: str | None, actor: Actor) -> BiometricSetting:
+    """Switch voice matching on or off; switching off deletes every voice reference. Audited."""
+    return set_matching(VOICE, enabled=enabled, dpia_reference=dpia_reference, actor=actor)
+
+
+def set_matching(modality: str, *, enabled: bool, dpia_reference: str | None,
+                 actor: Actor) -> BiometricSetting:
+    """Switch one modality's matching on or off; off deletes all its references. Audited."""
     dpia = clean_dpia_reference(dpia_reference)
-    check_switch(enabled=enabled, dpia_reference=dpia)
-    _ensure_setting_row(FACE)
+    check_switch(enabled=enabled, dpia_reference=dpia, modality=modality)
+    _ensure_setting_row(modality)
     setting = db.session.execute(
-        sa.select(BiometricSetting).where(BiometricSetting.modality == FACE).with_for_update()
+        sa.select(BiometricSetting).where(BiometricSetting.modality == modality).with_for_update()
     ).scalar_one()
     changed = [name for name, value in (("enabled", enabled), ("dpia_reference", dpia))
                if getattr(setting, name) != value]
@@ -113,11 +152,11 @@ def set_face_matching(*, enabled: bool, dpia_reference: str | None, actor: Actor
         setting.updated_at = utcnow()
         setting.updated_by = actor.id if actor.type == "user" else None
         db.session.flush()
-        record("settings:face_matching", actor=actor, subject_type="setting", subject_id=FACE,
-               details={"fields": sorted(changed), "enabled": enabled})
+        record(f"settings:{modality}_matching", actor=actor, subject_type="setting",
+               subject_id=modality, details={"fields": sorted(changed), "enabled": enabled})
     if not enabled:
         # Without matching, a template serves no purpose: none may be kept (also after a crash).
-        _delete_all(actor=actor, reason="matching_off")
+        _delete_all(actor=actor, reason="matching_off", modality=modality)
     return setting
 
 
@@ -194,42 +233,52 @@ def has_left(person: Person) -> bool:
     return person.status != "active"
 
 
-def enrolment_refusal(person: Person, at: datetime) -> BiometricError | None:
-    """Why this person may not get a reference now, or None when they may."""
-    if not face_matching_enabled():
-        return BiometricError("matching_off", _("Face matching is switched off for the school."), 409)
+def enrolment_refusal(person: Person, at: datetime, modality: str = FACE) -> BiometricError | None:
+    """Why this person may not get a reference of this modality now, or None when they may."""
+    if not matching_enabled(modality):
+        return BiometricError("matching_off", _("Face matching is switched off for the school.")
+                              if modality == FACE else
+                              _("Voice matching is switched off for the school."), 409)
     if has_left(person):
         return BiometricError("no_biometric_consent", _("This person has left the school."), 409)
     if effective_for(person, BIOMETRIC, at).state != "granted":
         return BiometricError("no_biometric_consent", _(
-            "This person has no valid consent for face matching."), 409)
+            "This person has no valid consent for face matching.") if modality == FACE else _(
+            "This person has no valid consent for voice matching."), 409)
     return None
 
 
-def references_of(person_id: int) -> list[FaceReference]:
-    """A person's reference encodings, oldest first."""
+def references_of(person_id: int, modality: str = FACE) -> list[Any]:
+    """A person's reference encodings of one modality, oldest first."""
+    model = REFERENCE_MODELS[modality]
     return list(db.session.execute(
-        sa.select(FaceReference).where(FaceReference.person_id == person_id)
-        .order_by(FaceReference.created_at, FaceReference.id)).scalars())
+        sa.select(model).where(model.person_id == person_id)
+        .order_by(model.created_at, model.id)).scalars())
 
 
-def reference_of(person_id: int, reference_id: int) -> FaceReference | None:
+def reference_of(person_id: int, reference_id: int, modality: str = FACE) -> Any:
     """One reference of a person, or None (also when it belongs to someone else)."""
-    reference = db.session.get(FaceReference, reference_id) if 0 < reference_id < 2**31 else None
+    model = REFERENCE_MODELS[modality]
+    reference = db.session.get(model, reference_id) if 0 < reference_id < 2**31 else None
     return reference if reference is not None and reference.person_id == person_id else None
 
 
-def _is_duplicate(person_id: int, sha256: str) -> bool:
-    """Whether this photo already gave this person a reference."""
-    return db.session.execute(
-        sa.select(FaceReference.id).where(FaceReference.person_id == person_id,
-                                          FaceReference.photo_sha256 == sha256)
-    ).first() is not None
+def _is_duplicate(person_id: int, sha256: str, modality: str = FACE) -> bool:
+    """Whether this photo or recording already gave this person a reference."""
+    if modality == FACE:
+        query = sa.select(FaceReference.id).where(FaceReference.person_id == person_id,
+                                                  FaceReference.photo_sha256 == sha256)
+    else:
+        query = sa.select(VoiceReference.id).where(VoiceReference.person_id == person_id,
+                                                   VoiceReference.recording_sha256 == sha256)
+    return db.session.execute(query).first() is not None
 
 
-def _duplicate() -> BiometricError:
-    """The refusal of a photo this person was already enrolled with."""
-    return BiometricError("duplicate", _("This photo is already a reference of this person."), 409)
+def _duplicate(modality: str = FACE) -> BiometricError:
+    """The refusal of a photo or recording this person was already enrolled with."""
+    return BiometricError("duplicate", _("This photo is already a reference of this person.")
+                          if modality == FACE else
+                          _("This recording is already a reference of this person."), 409)
 
 
 def add_reference(person: Person, image_bytes: bytes, *, actor: Actor,
@@ -262,22 +311,32 @@ def add_reference(person: Person, image_bytes: bytes, *, actor: Actor,
     return reference
 
 
-def _delete(reference: FaceReference, *, actor: Actor, reason: str) -> None:
-    """Delete one reference and audit it, by id and reason only."""
+def modality_of(reference: FaceReference | VoiceReference) -> str:
+    """Whether a reference is a face's or a voice's."""
+    return VOICE if isinstance(reference, VoiceReference) else FACE
+
+
+def _delete(reference: FaceReference | VoiceReference, *, actor: Actor, reason: str) -> None:
+    """Delete one reference and audit it, by id, modality and reason only."""
     if reason not in DELETE_REASONS:
         raise ValueError(f"unknown deletion reason {reason!r}")
     reference_id, person_id = reference.id, reference.person_id
+    details: dict[str, Any] = {"reason": reason, "reference_id": reference_id}
+    if modality_of(reference) == VOICE:
+        details["modality"] = VOICE
     db.session.delete(reference)
     record("biometric:reference_deleted", actor=actor, subject_type="person", subject_id=person_id,
-           details={"reason": reason, "reference_id": reference_id})
+           details=details)
 
 
-def clear_suggestions(person_id: int, *, actor: Actor, reason: str) -> int:
-    """Forget unconfirmed suggestions of this person: they came from the deleted references."""
+def clear_suggestions(person_id: int, *, actor: Actor, reason: str, kind: str | None = None) -> int:
+    """Forget unconfirmed suggestions of this person (of faces or voices only, when kind is given)."""
+    query = sa.update(Appearance).where(Appearance.suggested_person_id == person_id,
+                                        Appearance.resolution == "unresolved")
+    if kind is not None:
+        query = query.where(Appearance.kind == kind)
     cleared = db.session.execute(
-        sa.update(Appearance)
-        .where(Appearance.suggested_person_id == person_id, Appearance.resolution == "unresolved")
-        .values(suggested_person_id=None, distance=None)
+        query.values(suggested_person_id=None, distance=None)
         .execution_options(synchronize_session="fetch")
     ).rowcount
     if cleared:
@@ -286,57 +345,60 @@ def clear_suggestions(person_id: int, *, actor: Actor, reason: str) -> int:
     return cleared
 
 
-def delete_reference(reference: FaceReference, *, actor: Actor, reason: str) -> None:
-    """Delete one reference (audited) and the person's unconfirmed suggestions."""
-    person_id = reference.person_id
+def delete_reference(reference: FaceReference | VoiceReference, *, actor: Actor, reason: str) -> None:
+    """Delete one reference (audited) and the person's unconfirmed suggestions of that kind."""
+    person_id, kind = reference.person_id, modality_of(reference)
     _delete(reference, actor=actor, reason=reason)
     db.session.flush()
-    clear_suggestions(person_id, actor=actor, reason=reason)
+    clear_suggestions(person_id, actor=actor, reason=reason, kind=kind)
 
 
-def _delete_all(*, actor: Actor, reason: str) -> int:
-    """Delete every reference of everyone; returns how many."""
-    references = list(db.session.execute(
-        sa.select(FaceReference).order_by(FaceReference.id)).scalars())
+def _delete_all(*, actor: Actor, reason: str, modality: str = FACE) -> int:
+    """Delete every reference of one modality of everyone; returns how many."""
+    model = REFERENCE_MODELS[modality]
+    references = list(db.session.execute(sa.select(model).order_by(model.id)).scalars())
     for reference in references:
         _delete(reference, actor=actor, reason=reason)
     db.session.flush()
     for person_id in sorted({r.person_id for r in references}):
-        clear_suggestions(person_id, actor=actor, reason=reason)
+        clear_suggestions(person_id, actor=actor, reason=reason, kind=modality)
     return len(references)
 
 
-def deletion_reason(person: Person, at: datetime) -> str | None:
-    """Why this person's references must go now, or None while they may stay."""
+def deletion_reason(person: Person, at: datetime, modality: str = FACE) -> str | None:
+    """Why this person's references of a modality must go now, or None while they may stay."""
     if has_left(person):
         return "person_left"
     if effective_for(person, BIOMETRIC, at).state != "granted":
         return "consent_ended"
-    if not face_matching_enabled():
+    if not matching_enabled(modality):
         return "matching_off"
     return None
 
 
 def enforce_biometric_consent(person: Person, at: datetime) -> int:
     """Delete the person's references when they may no longer be kept; returns how many (audited)."""
-    references = references_of(person.id)
-    if not references:
-        return 0
-    reason = deletion_reason(person, at)
-    if reason is None:
-        return 0
-    for reference in references:
-        _delete(reference, actor=SYSTEM, reason=reason)
-    db.session.flush()
-    clear_suggestions(person.id, actor=SYSTEM, reason=reason)
-    return len(references)
+    deleted = 0
+    for modality in REFERENCE_MODELS:
+        references = references_of(person.id, modality)
+        if not references:
+            continue
+        reason = deletion_reason(person, at, modality)
+        if reason is None:
+            continue
+        for reference in references:
+            _delete(reference, actor=SYSTEM, reason=reason)
+        db.session.flush()
+        clear_suggestions(person.id, actor=SYSTEM, reason=reason, kind=modality)
+        deleted += len(references)
+    return deleted
 
 
 def purge_expired(at: datetime) -> int:
     """Enforce the rules for everyone with references (consents that lapsed with time); how many went."""
+    enrolled = sa.union(sa.select(FaceReference.person_id), sa.select(VoiceReference.person_id))
     people = db.session.execute(
-        sa.select(Person).where(Person.id.in_(sa.select(FaceReference.person_id)))
-        .order_by(Person.id)).scalars().all()
+        sa.select(Person).where(Person.id.in_(enrolled)).order_by(Person.id)).scalars().all()
     return sum(enforce_biometric_consent(person, at) for person in people)
 
 
@@ -344,22 +406,23 @@ def purge_expired(at: datetime) -> int:
 def purge_expired_references_hourly() -> None:
     """Delete references whose biometric consent lapsed since the last run."""
     if deleted := purge_expired(utcnow()):
-        log.info("deleted %d face references whose consent ended", deleted)
+        log.info("deleted %d references whose consent ended", deleted)
     db.session.commit()
 
 
-def matching_references(at: datetime) -> list[Reference]:
+def matching_references(at: datetime, modality: str = FACE) -> list[Reference]:
     """The encodings matching may use at `at`: active people with a granted biometric consent.
 
-    Checked here again rather than trusting the purge; empty while matching is switched off.
+    Checked here again rather than trusting the purge; empty while that matching is switched off.
     """
-    if not face_matching_enabled():
+    if not matching_enabled(modality):
         return []
+    model = REFERENCE_MODELS[modality]
     rows = db.session.execute(
-        sa.select(FaceReference, Person).join(Person, Person.id == FaceReference.person_id)
+        sa.select(model, Person).join(Person, Person.id == model.person_id)
         .where(Person.status == "active")
         .options(selectinload(Person.guardian_links).load_only(GuardianLink.guardian_id))
-        .order_by(FaceReference.person_id, FaceReference.id)).all()
+        .order_by(model.person_id, model.id)).all()
     if not rows:
         return []
     people = {person.id: person for _ref, person in rows}
@@ -383,5 +446,5 @@ def matching_references(at: datetime) -> list[Reference]:
         try:
             references.append(Reference(reference.person_id, reference.vector()))
         except ValueError:
-            log.warning("face reference %s has an unusable encoding; skipped", reference.id)
+            log.warning("%s reference %s has an unusable encoding; skipped", modality, reference.id)
     return references

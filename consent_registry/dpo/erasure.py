@@ -42,7 +42,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from ..audit import Actor, record
-from ..biometrics.service import clear_suggestions, delete_reference, references_of
+from ..biometrics.service import VOICE, clear_suggestions, delete_reference, references_of
 from ..consent.models import ConsentRecipient, ConsentRecord, Notice
 from ..db import db, utcnow
 from ..media.models import Appearance
@@ -271,7 +271,7 @@ def erase_person(person: Person, *, actor: Actor, reason: str = "request") -> di
     if person.erased_at is not None:
         return {"already_erased": True}
     now = utcnow()
-    references = references_of(person.id)
+    references = references_of(person.id) + references_of(person.id, VOICE)
     for reference in references:
         delete_reference(reference, actor=actor, reason=_REFERENCE_REASONS[reason])
     clear_suggestions(person.id, actor=actor, reason=_REFERENCE_REASONS[reason])

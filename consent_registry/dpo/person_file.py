@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..audit import AuditEvent
-from ..biometrics.models import FaceReference
+from ..biometrics.models import FaceReference, VoiceReference
 from ..consent.models import ConsentRecipient, ConsentRecord, ConsentRequest, ConsentText
 from ..db import db
 from ..media.models import Appearance, Media
@@ -200,11 +200,12 @@ def _publication_json(publication: Publication, person_id: int) -> dict[str, Any
     }
 
 
-def _reference_photos(person: Person) -> dict[str, Any]:
+def _reference_photos(person: Person, model: type[FaceReference] | type[VoiceReference] = FaceReference
+                      ) -> dict[str, Any]:
     """Whether reference encodings are held: count and dates only, never the encodings."""
     rows = db.session.execute(
-        sa.select(FaceReference.id, FaceReference.created_at, FaceReference.consent_record_id)
-        .where(FaceReference.person_id == person.id).order_by(FaceReference.id)
+        sa.select(model.id, model.created_at, model.consent_record_id)
+        .where(model.person_id == person.id).order_by(model.id)
     ).all()
     return {"held": bool(rows), "count": len(rows),
             "created_at": [iso(created) for _id, created, _record in rows],
@@ -242,5 +243,6 @@ def person_file(person: Person) -> dict[str, Any]:
                        **(takedown_json(p) or {})}
                       for p in publications if p.takedown_reason is not None],
         "reference_photos": _reference_photos(person),
+        "reference_voices": _reference_photos(person, VoiceReference),
         "audit_events": _audit_events(person),
     }

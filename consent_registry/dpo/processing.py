@@ -80,8 +80,8 @@ def _people() -> list[dict[str, str]]:
     ]
 
 
-def _data(matching_on: bool) -> list[dict[str, Any]]:
-    """The categories of personal data; face encodings only while matching is on."""
+def _data(matching_on: bool, voice_on: bool = False) -> list[dict[str, Any]]:
+    """The categories of personal data; face or voice encodings only while that matching is on."""
     data: list[dict[str, Any]] = [
         {"code": "names", "title": _("Names"), "special": False},
         {"code": "birth_dates", "title": _("Birth dates"), "special": False},
@@ -99,6 +99,9 @@ def _data(matching_on: bool) -> list[dict[str, Any]]:
     if matching_on:
         data.append({"code": "face_encodings", "title": _(
             "Face encodings computed from reference photos (biometric data)"), "special": True})
+    if voice_on:
+        data.append({"code": "voice_encodings", "title": _(
+            "Voice encodings computed from reference recordings (biometric data)"), "special": True})
     return data
 
 
@@ -177,22 +180,30 @@ def _security(config: Mapping[str, Any]) -> list[str]:
 
 
 def record_of_processing(config: Mapping[str, Any], face_matching: MatchingSetting, *,
-                         language: str = "en") -> dict[str, Any]:
-    """The art. 30 record as JSON-ready data, from the settings and the face-matching switch."""
+                         language: str = "en", voice_matching: MatchingSetting | None = None
+                         ) -> dict[str, Any]:
+    """The art. 30 record as JSON-ready data, from the settings and the matching switches."""
     matching_on = bool(face_matching.enabled)
+    voice_on = bool(voice_matching is not None and voice_matching.enabled)
     updated = face_matching.updated_at
+    voice_updated = voice_matching.updated_at if voice_matching is not None else None
     return {
         "controller": config.get("SCHOOL_NAME"),
         "consent_text_version": TEXT_VERSION,
-        "purposes": _purposes(config, matching_on, language),
+        "purposes": _purposes(config, matching_on or voice_on, language),
         "categories_of_people": _people(),
-        "categories_of_data": _data(matching_on),
+        "categories_of_data": _data(matching_on, voice_on),
         "recipients": _recipients(config),
         "retention": _retention(config),
         "biometric_matching": {
             "enabled": matching_on,
             "dpia_reference": face_matching.dpia_reference,
             "changed_at": updated.isoformat() if updated else None,
+            "voice": {
+                "enabled": voice_on,
+                "dpia_reference": voice_matching.dpia_reference if voice_matching else None,
+                "changed_at": voice_updated.isoformat() if voice_updated else None,
+            },
         },
         "storage": "s3" if config.get("STORAGE") == "s3" else "local",
         "security_measures": _security(config),
@@ -238,6 +249,10 @@ def processing_markdown(record: Mapping[str, Any]) -> str:
     lines += ["", f"## {_('Biometric matching')}", ""]
     lines.append(f"- {_('Status')}: {_('on') if matching['enabled'] else _('off')}")
     lines.append(f"- {_('DPIA reference')}: {_cell(matching['dpia_reference'])}")
+    voice = matching.get("voice") or {}
+    lines.append(f"- {_('Voice matching')}: {_('on') if voice.get('enabled') else _('off')}")
+    lines.append(f"- {_('DPIA reference')} ({_('Voice matching')}): "
+                 f"{_cell(voice.get('dpia_reference'))}")
     lines += ["", f"## {_('Security measures')}", ""]
     lines += [f"- {m}" for m in record["security_measures"]]
     return "\n".join(lines) + "\n"

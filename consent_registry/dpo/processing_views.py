@@ -11,7 +11,7 @@ from werkzeug.wrappers import Response
 
 from ..audit import Actor, record
 from ..auth.access import allow
-from ..biometrics.service import face_matching
+from ..biometrics.service import face_matching, voice_matching
 from ..db import db
 from . import bp
 from .processing import processing_markdown, record_of_processing
@@ -30,6 +30,8 @@ PAGES: tuple[tuple[str, Any, Any], ...] = (
      lazy_gettext("The retention periods and what was removed.")),
     ("settings.face_matching_page", lazy_gettext("Face matching"),
      lazy_gettext("The switch and its DPIA reference.")),
+    ("settings.voice_matching_page", lazy_gettext("Voice matching"),
+     lazy_gettext("The switch and its DPIA reference.")),
     ("people.list_people", lazy_gettext("People"),
      lazy_gettext("Open a person to see their file, export their data or erase them.")),
     ("publications.list_publications", lazy_gettext("Publications"),
@@ -40,7 +42,7 @@ PAGES: tuple[tuple[str, Any, Any], ...] = (
 def _record() -> dict[str, Any]:
     """The record of processing in the page's language."""
     return record_of_processing(current_app.config, face_matching(),
-                                language=str(get_locale() or "nl"))
+                                language=str(get_locale() or "nl"), voice_matching=voice_matching())
 
 
 def _links() -> list[dict[str, str]]:

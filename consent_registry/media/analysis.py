@@ -1,17 +1,21 @@
-"""Analysis jobs: find the faces in a photo or the face tracks in a video, as appearances.
+"""Analysis jobs: the faces in a photo, the face tracks and voices of a video, the voices of a recording.
 
 A run is claimed in the database (status queued -> analysing, with its start time) before work
 starts, and its result is written together with the status ready or failed. Huey delivers a job
 at most once, so a worker that dies mid-run leaves the item "analysing"; the sweeper finds runs
 older than STALE_RUN and queues them again, and a new run first removes what an earlier one left.
-Sound (voices) is the audio issue's: until then audio and the sound of videos are not analysed,
-and `voices_analysed` stays false so the publication gate can refuse them.
+Voices (media/voices.py) are found in recordings and in the sound of videos, one appearance per
+speaker with its segments and a short snippet to play; `voices_analysed` becomes true only when
+that ran (a video without sound has nothing to hear), and the publication gate refuses sound
+that was not analysed.
 
 Matching (biometric processing) happens only while an admin has switched it on and somebody is
 enrolled: then each face (each track, for videos) is encoded, compared with the references of the
 people whose biometric consent is valid, and the nearest person within the policy becomes a
 suggestion a human confirms. The encodings are never stored, whether they match or not. With
-matching off nothing is encoded at all.
+matching off nothing is encoded at all. Voices follow the same rules under their own switch: a
+speaker's embedding is needed to tell speakers apart, but it is compared with references only
+while voice matching is on, and it is never stored.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from __future__ import annotations
 import io
 import shutil
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -37,6 +43,8 @@ from ..storage import get_storage
 from .faces import Box, FaceEngine, crop, make_engine, oriented
 from .matching import MatchPolicy, Reference, Suggestion, suggest_many
 from .models import Appearance, Media
+from .sound import duration_of, extract, has_sound, pcm_chunks, wav_bytes
+from .voices import VoiceEngine, find_voices, make_voice_engine
 
 STALE_RUN = timedelta(minutes=30)
 LOST_QUEUE = timedelta(minutes=10)
@@ -61,6 +69,17 @@ def _video_engines() -> tuple[FaceEngine, FaceEngine | None]:
 def engine() -> FaceEngine:
     """The face engine the configuration asks for (HOG by default, CNN as a setting)."""
     return _engine(current_app.config.get("FACE_MODEL", "hog"))
+
+
+_voice_engines = threading.local()
+
+
+def voice_engine() -> VoiceEngine:
+    """The voice engine analysis uses: one per thread, since the speech detector keeps state."""
+    engine = getattr(_voice_engines, "engine", None)
+    if engine is None:
+        engine = _voice_engines.engine = make_voice_engine()
+    return engine
 
 
 def start_analysis(media_id: int) -> None:
@@ -98,6 +117,16 @@ class FoundFace:
 
 
 @dataclass(frozen=True, slots=True)
+class FoundVoice:
+    """A voice found by analysis, before it is written: when it speaks, its snippet, whom matching
+    suggests."""
+
+    segments: list[list[float]]
+    snippet_key: str
+    suggestion: Suggestion | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Matcher:
     """What faces are compared with during one run: the enrolled references and the policy."""
 
@@ -109,16 +138,17 @@ class Matcher:
         return suggest_many(encodings, self.references, policy=self.policy) if encodings else []
 
 
-def matcher(at: datetime) -> Matcher | None:
-    """The matcher for a run starting now, or None when matching is off or nobody is enrolled."""
-    from ..biometrics.service import face_matching_enabled, matching_references
+def matcher(at: datetime, modality: str = "face") -> Matcher | None:
+    """The matcher of faces (or voices) for a run starting now; None when off or nobody is enrolled."""
+    from ..biometrics.service import matching_enabled, matching_references
 
-    if not face_matching_enabled():
+    if not matching_enabled(modality):
         return None
-    references = matching_references(at)
+    references = matching_references(at, modality)
     if not references:
         return None
-    return Matcher(tuple(references), current_app.config["MATCH_POLICY"])
+    policy = current_app.config["MATCH_POLICY" if modality == "face" else "VOICE_MATCH_POLICY"]
+    return Matcher(tuple(references), policy)
 
 
 def _forget_earlier_run(media_id: int) -> None:
@@ -143,72 +173,110 @@ def analyse_photo(storage_key: str, match: Matcher | None = None) -> list[FoundF
             for face, suggestion in zip(faces, suggestions, strict=True)]
 
 
-def _progress_reporter(media_id: int) -> Callable[[int], None]:
-    """A callback that writes progress now and then, each time in its own short transaction."""
+def _progress_reporter(media_id: int, *, low: int = 0, high: int = 100) -> Callable[[int], None]:
+    """A callback that writes progress now and then, each time in its own short transaction.
+
+    The percentage it is given is mapped onto low..high (a video's faces, then its sound).
+    """
     last = time.monotonic()
 
     def report(percent: int) -> None:
         """Store the percentage if a little while has passed."""
         nonlocal last
         if time.monotonic() - last >= PROGRESS_EVERY:
+            overall = low + (high - low) * max(0, min(100, percent)) // 100
             db.session.execute(sa.update(Media).where(Media.id == media_id)
-                               .values(progress=max(0, min(99, percent))))
+                               .values(progress=max(0, min(99, overall))))
             db.session.commit()
             last = time.monotonic()
 
     return report
 
 
-def analyse_video(media_id: int, storage_key: str, match: Matcher | None = None) -> list[FoundFace]:
-    """One face per track through the video, with its segments, a thumbnail and a suggestion."""
-    from .video import thumbnail, track_faces
-
-    with tempfile.NamedTemporaryFile(suffix=".video") as local:
+@contextmanager
+def _local_copy(storage_key: str) -> Iterator[str]:
+    """The stored file copied to a temporary local file (decoders want a path), removed after."""
+    with tempfile.NamedTemporaryFile(suffix=".media") as local:
         with get_storage().open(storage_key) as stored:
             shutil.copyfileobj(stored, local)
         local.flush()
-        per_frame, scanner = _video_engines()
-        tracks = track_faces(local.name, engine=per_frame, scan_engine=scanner,
-                             sample_fps=current_app.config.get("VIDEO_SAMPLE_FPS", 5.0),
-                             encodings=match is not None, progress=_progress_reporter(media_id),
-                             workers=current_app.config.get("VIDEO_WORKERS", 1))
-        suggestions: dict[int, Suggestion | None] = {}
-        if match is not None:
-            encoded = [i for i, track in enumerate(tracks) if track.encoding is not None]
-            suggestions = dict(zip(encoded, match.suggest([tracks[i].encoding for i in encoded]),
-                                   strict=True))
-        found = []
-        for i, track in enumerate(tracks):
-            buffer = io.BytesIO()
-            thumbnail(local.name, track.best).save(buffer, format="JPEG", quality=85)
-            found.append(FoundFace(track.best.box, get_storage().put(buffer.getvalue(),
-                                                                     prefix=CROP_PREFIX),
-                                   [[round(s, 2), round(e, 2)] for s, e in track.segments],
-                                   suggestions.get(i),
-                                   [[round(p.t, 3), p.box.x, p.box.y, p.box.w, p.box.h]
-                                    for p in track.points]))
-        return found
+        yield local.name
 
 
-def _still_enrolled(found: list[FoundFace], at: datetime) -> list[FoundFace]:
+def analyse_video(media_id: int, path: str, match: Matcher | None = None, *,
+                  progress: Callable[[int], None] | None = None) -> list[FoundFace]:
+    """One face per track through the video, with its segments, a thumbnail and a suggestion."""
+    from .video import thumbnail, track_faces
+
+    per_frame, scanner = _video_engines()
+    tracks = track_faces(path, engine=per_frame, scan_engine=scanner,
+                         sample_fps=current_app.config.get("VIDEO_SAMPLE_FPS", 5.0),
+                         encodings=match is not None,
+                         progress=progress or _progress_reporter(media_id),
+                         workers=current_app.config.get("VIDEO_WORKERS", 1))
+    suggestions: dict[int, Suggestion | None] = {}
+    if match is not None:
+        encoded = [i for i, track in enumerate(tracks) if track.encoding is not None]
+        suggestions = dict(zip(encoded, match.suggest([tracks[i].encoding for i in encoded]),
+                               strict=True))
+    found = []
+    for i, track in enumerate(tracks):
+        buffer = io.BytesIO()
+        thumbnail(path, track.best).save(buffer, format="JPEG", quality=85)
+        found.append(FoundFace(track.best.box, get_storage().put(buffer.getvalue(), prefix=CROP_PREFIX),
+                               [[round(s, 2), round(e, 2)] for s, e in track.segments],
+                               suggestions.get(i),
+                               [[round(p.t, 3), p.box.x, p.box.y, p.box.w, p.box.h]
+                                for p in track.points]))
+    return found
+
+
+def analyse_sound(path: str, match: Matcher | None = None, *,
+                  progress: Callable[[int], None] | None = None) -> list[FoundVoice]:
+    """One voice per speaker in the file's sound, with segments, a snippet and a suggestion.
+
+    The speakers' embeddings are compared with voice references only when there is a matcher,
+    and are dropped when this returns.
+    """
+    if not has_sound(path):
+        return []
+    duration = duration_of(path)
+
+    def heard(seconds: float) -> None:
+        """Report the share of the sound read so far."""
+        if progress is not None and duration:
+            progress(int(100 * seconds / duration))
+
+    voices = find_voices(pcm_chunks(path), engine=voice_engine(), progress=heard)
+    suggestions = match.suggest([v.encoding for v in voices]) if match is not None and voices else []
+    found = []
+    for i, voice in enumerate(voices):
+        snippet = wav_bytes(extract(path, start=voice.snippet[0], end=voice.snippet[1]))
+        found.append(FoundVoice([[s, e] for s, e in voice.segments],
+                                get_storage().put(snippet, prefix=CROP_PREFIX),
+                                suggestions[i] if suggestions else None))
+    return found
+
+
+def _still_enrolled(found: list[FoundFace], voices: list[FoundVoice], at: datetime
+                    ) -> tuple[list[FoundFace], list[FoundVoice]]:
     """Drop suggestions of people whose biometric consent ended while the run was busy."""
-    suggested = {f.suggestion.person_id for f in found if f.suggestion is not None}
-    if not suggested:
-        return found
-    from ..biometrics.service import face_matching_enabled, matching_references
+    from ..biometrics.service import matching_references
 
-    enrolled = ({r.person_id for r in matching_references(at)} if face_matching_enabled() else set())
-    return [f if f.suggestion is None or f.suggestion.person_id in enrolled
-            else FoundFace(f.box, f.crop_key, f.segments, None, f.track) for f in found]
+    def enrolled(modality: str, suggested: set[int]) -> set[int]:
+        """Who of the suggested may still be matched by this modality."""
+        return {r.person_id for r in matching_references(at, modality)} if suggested else set()
+
+    faces_ok = enrolled("face", {f.suggestion.person_id for f in found if f.suggestion})
+    voices_ok = enrolled("voice", {v.suggestion.person_id for v in voices if v.suggestion})
+    return ([f if f.suggestion is None or f.suggestion.person_id in faces_ok
+             else FoundFace(f.box, f.crop_key, f.segments, None, f.track) for f in found],
+            [v if v.suggestion is None or v.suggestion.person_id in voices_ok
+             else FoundVoice(v.segments, v.snippet_key, None) for v in voices])
 
 
-def _appearance(media_id: int, face: FoundFace, at: datetime) -> Appearance:
-    """The row for one found face; an auto-accepted suggestion is tagged at once."""
-    suggestion = face.suggestion
-    row = Appearance(media_id=media_id, kind="face", box_x=face.box.x, box_y=face.box.y,
-                     box_w=face.box.w, box_h=face.box.h, segments=face.segments,
-                     track=face.track, resolution="unresolved", crop_key=face.crop_key,
-                     source="detected")
+def _suggested(row: Appearance, suggestion: Suggestion | None, at: datetime) -> Appearance:
+    """The row with its suggestion; an auto-accepted one is tagged at once."""
     if suggestion is not None:
         row.suggested_person_id = suggestion.person_id
         row.distance = round(suggestion.distance, 4)
@@ -220,12 +288,41 @@ def _appearance(media_id: int, face: FoundFace, at: datetime) -> Appearance:
     return row
 
 
+def _appearance(media_id: int, face: FoundFace, at: datetime) -> Appearance:
+    """The row for one found face."""
+    return _suggested(Appearance(media_id=media_id, kind="face", box_x=face.box.x, box_y=face.box.y,
+                                 box_w=face.box.w, box_h=face.box.h, segments=face.segments,
+                                 track=face.track, resolution="unresolved", crop_key=face.crop_key,
+                                 source="detected"), face.suggestion, at)
+
+
+def _voice_appearance(media_id: int, voice: FoundVoice, at: datetime) -> Appearance:
+    """The row for one found voice: no box, its segments, its snippet where faces keep a crop."""
+    return _suggested(Appearance(media_id=media_id, kind="voice", segments=voice.segments,
+                                 resolution="unresolved", crop_key=voice.snippet_key,
+                                 source="detected"), voice.suggestion, at)
+
+
+def _find(media_id: int, kind: str, storage_key: str, faces: Matcher | None,
+          voices: Matcher | None) -> tuple[list[FoundFace], list[FoundVoice]]:
+    """Faces and voices of one item; no transaction is open meanwhile."""
+    if kind == "photo":
+        return analyse_photo(storage_key, faces), []
+    with _local_copy(storage_key) as path:
+        if kind == "video":
+            found = analyse_video(media_id, path, faces,
+                                  progress=_progress_reporter(media_id, high=85))
+            return found, analyse_sound(path, voices,
+                                        progress=_progress_reporter(media_id, low=85))
+        return [], analyse_sound(path, voices, progress=_progress_reporter(media_id))
+
+
 @task()
 def analyse_media(media_id: int) -> None:
     """Analyse one item and mark it ready, or failed with the reason.
 
-    No transaction is open while faces are looked for: on SQLite a transaction holds the write
-    lock, and an analysis takes seconds to minutes.
+    No transaction is open while faces and voices are looked for: on SQLite a transaction holds
+    the write lock, and an analysis takes seconds to minutes.
     """
     if not _claim(media_id, utcnow()):
         return
@@ -233,19 +330,18 @@ def analyse_media(media_id: int) -> None:
     kind, storage_key = media.kind, media.storage_key
     try:
         match = matcher(utcnow()) if kind in ("photo", "video") else None
+        voice_match = matcher(utcnow(), "voice") if kind in ("audio", "video") else None
         db.session.commit()
         _forget_earlier_run(media_id)
-        if kind == "photo":
-            found = analyse_photo(storage_key, match)
-        elif kind == "video":
-            found = analyse_video(media_id, storage_key, match)
-        else:
-            found = []  # voices: the audio issue
+        found, voices = _find(media_id, kind, storage_key, match, voice_match)
         now = utcnow()
-        rows = [_appearance(media_id, face, now) for face in _still_enrolled(found, now)]
+        found, voices = _still_enrolled(found, voices, now)
+        rows = ([_appearance(media_id, face, now) for face in found]
+                + [_voice_appearance(media_id, voice, now) for voice in voices])
         db.session.add_all(rows)
         db.session.execute(sa.update(Media).where(Media.id == media_id)
-                           .values(status="ready", progress=100))
+                           .values(status="ready", progress=100,
+                                   voices_analysed=kind in ("audio", "video")))
         db.session.flush()
         for row in rows:
             if row.auto_accepted:
@@ -254,7 +350,8 @@ def analyse_media(media_id: int) -> None:
                                                      "person_id": row.person_id,
                                                      "distance": row.distance})
         record("media:analysed", actor=SYSTEM, subject_type="media", subject_id=media_id,
-               details={"faces": len(rows), "matching": match is not None,
+               details={"faces": len(found), "voices": len(voices),
+                        "matching": match is not None, "voice_matching": voice_match is not None,
                         "suggestions": sum(r.suggested_person_id is not None for r in rows)})
         db.session.commit()
     except Exception as exc:  # any failure is recorded on the item, never left "analysing"

@@ -183,6 +183,10 @@ def reject_suggestion(appearance: Appearance, actor: Actor) -> Appearance:
 
 def set_resolution(appearance: Appearance, resolution: str, actor: Actor) -> Appearance:
     """Mark not recognisable or blurred, or reset to unresolved (which forgets the person)."""
+    if appearance.kind == "voice" and resolution == "blur":
+        # The published rendition keeps the sound as it is: "blur" would clear a voice unheard.
+        raise TaggingError(422, "invalid", _("A voice cannot be blurred: tag the person, or mark it "
+                                             "not recognisable (a murmur, a crowd)."), "resolution")
     return _apply(appearance, Resolve(resolution), actor, "appearance:resolution")
 
 

@@ -80,7 +80,7 @@ def _decided(media: Media, appearance_id: int | None, change: Any, message: str)
 @bp.get("/<int:media_id>/appearances/<int:appearance_id>/crop")
 @allow(*ANY_ROLE)
 def appearance_crop(media_id: int, appearance_id: int) -> Response:
-    """The small picture of one face, for the tagging panels and the person page."""
+    """The small picture of one face (or the snippet of one voice), for tagging and the person page."""
     appearance = _appearance_or_404(media_or_404(media_id), appearance_id)
     if not appearance.crop_key:
         abort(404)
@@ -88,7 +88,8 @@ def appearance_crop(media_id: int, appearance_id: int) -> Response:
         data = get_storage().get(appearance.crop_key)
     except StorageKeyError:
         abort(404)
-    response = Response(data, mimetype="image/jpeg")
+    # A voice keeps a short WAV snippet where a face keeps its JPEG crop.
+    response = Response(data, mimetype="audio/wav" if appearance.kind == "voice" else "image/jpeg")
     response.headers["Cache-Control"] = "private, max-age=3600"
     return response
 
@@ -217,6 +218,7 @@ def _person_media_rows(person_id: int) -> list[dict[str, Any]]:
         .order_by(Media.created_at.desc(), Media.id.desc(), Appearance.id).limit(200)
     ).all()
     return [{"media_id": m.id, "appearance_id": a.id, "has_crop": bool(a.crop_key),
+             "is_voice": a.kind == "voice",
              "title": m.title or m.original_name or _("Item %(id)d", id=m.id),
              "kind": str(KIND_LABELS.get(m.kind, m.kind)),
              "resolution": str(RESOLUTION_LABELS.get(a.resolution, a.resolution))}

@@ -17,9 +17,10 @@ REASONS = ("not_analysed", "analysis_failed", "unresolved", "suggestion_unconfir
            "refused", "withdrawn", "expired", "person_left", "not_attested")
 # The channels a school has when its configuration names none (consent.rules has no list).
 DEFAULT_CHANNELS = ("facebook", "website", "newsletter", "schoolguide")
-# Resolutions a human chose that need nobody's consent: the face is not recognisable, or it will
-# be made unrecognisable in the published rendition.
-_NO_CONSENT_NEEDED = ("not_recognisable", "blur")
+# Resolutions a human chose that need nobody's consent: the face or voice is not recognisable, or
+# the face will be made unrecognisable in the published rendition. Renditions do not alter sound,
+# so a voice marked "blur" is not cleared by it.
+_NO_CONSENT_NEEDED = {"face": ("not_recognisable", "blur"), "voice": ("not_recognisable",)}
 _REFUSING_STATES = ("refused", "withdrawn", "expired")
 _KINDS = ("face", "voice")
 
@@ -126,8 +127,8 @@ def _analysis_reason(*, kind: str, status: str, voices_analysed: bool) -> str | 
         return "analysis_failed"
     if status != "ready" or kind not in ("photo", "video", "audio"):
         return "not_analysed"
-    if kind == "audio" and voices_analysed is not True:
-        return "not_analysed"
+    if kind in ("audio", "video") and voices_analysed is not True:
+        return "not_analysed"  # a video's sound is listened to as well as a recording's
     return None
 
 
@@ -139,7 +140,7 @@ def _needs_consent(appearance: AppearanceFacts) -> bool:
 
 def _appearance_reason(appearance: AppearanceFacts) -> str | None:
     """Why an appearance that is not a tagged person blocks, or None when a human cleared it."""
-    if appearance.kind in _KINDS and appearance.resolution in _NO_CONSENT_NEEDED:
+    if appearance.resolution in _NO_CONSENT_NEEDED.get(appearance.kind, ()):
         return None
     if appearance.suggested_person_id is not None and appearance.resolution == "unresolved":
         return "suggestion_unconfirmed"
