@@ -83,9 +83,15 @@ def _story(app: Flask) -> dict[str, Any]:
     _face(video.id, Box(10, 10, 40, 40), ada.id, crop_key=get_storage().put(thumb.getvalue(), prefix="crops"))
     _face(video.id, Box(100, 10, 40, 40), bo.id, crop_key=get_storage().put(b"bo's face", prefix="crops"))
     audio = _item("audio", b"not really a recording")
-    _face(audio.id, None, ada.id, kind="voice", segments=[[0.0, 2.0]])
+    snippet = b"RIFF ada's voice"
+    _face(audio.id, None, ada.id, kind="voice", segments=[[0.0, 2.0]],
+          crop_key=get_storage().put(snippet, prefix="crops"))
+    _face(audio.id, None, bo.id, kind="voice", segments=[[3.0, 5.0]],
+          crop_key=get_storage().put(b"RIFF bo's voice", prefix="crops"))
+    voice = db.session.execute(sa.select(Appearance.id).where(
+        Appearance.media_id == audio.id, Appearance.person_id == ada.id)).scalar_one()
     return {"ada": ada.id, "bo": bo.id, "photo": photo.id, "video": video.id, "audio": audio.id,
-            "thumb": thumb.getvalue()}
+            "thumb": thumb.getvalue(), "snippet": snippet, "voice": voice}
 
 
 def _similarity(shown: bytes, box: Box) -> float:
@@ -141,8 +147,9 @@ def test_the_zip_holds_the_file_the_summary_and_the_photos_and_downloads_once(
     assert len(data) == status["size"]
     archive = zipfile.ZipFile(io.BytesIO(data))
     names = sorted(archive.namelist())
-    assert names == ["file.json", f"media/{story['photo']}.jpg", f"media/{story['video']}.jpg",
-                     "summary.html"]
+    voice_member = f"media/{story['audio']}-voice-{story['voice']}.wav"
+    assert names == sorted(["file.json", f"media/{story['photo']}.jpg", f"media/{story['video']}.jpg",
+                            voice_member, "summary.html"])
 
     document = json.loads(archive.read("file.json"))
     expected = json.loads(json.dumps(person_file_module.person_file(db.session.get(Person, story["ada"]))))
@@ -160,6 +167,7 @@ def test_the_zip_holds_the_file_the_summary_and_the_photos_and_downloads_once(
     assert _similarity(photo, G01_FACES[1]) > 0.9  # Ada, sharp
     assert _similarity(photo, G01_FACES[0]) < 0.6  # Bo, blurred
     assert archive.read(f"media/{story['video']}.jpg") == story["thumb"]
+    assert archive.read(voice_member) == story["snippet"]  # her own voice; Bo's is not in the ZIP
 
     assert _stored_exports(app) == 0  # deleted after the one download
     again = client.get(f"/dpo/exports/{export_id}/download")

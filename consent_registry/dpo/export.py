@@ -9,8 +9,9 @@ The ZIP holds:
   blurred beyond recognition and only the person's own box(es) are restored sharp, so a face the
   detector missed is never handed over sharp either (fail closed). At most 2048 px, no metadata;
 - `media/<media_id>.jpg` for each video: the thumbnail of the person's own face track
-  (`Appearance.crop_key`), never a frame with others in it; sound recordings: metadata only (in
-  `file.json` and the summary).
+  (`Appearance.crop_key`), never a frame with others in it;
+- `media/<media_id>-voice-<appearance_id>.wav` for each voice of theirs (in a recording or a video):
+  the snippet of their own voice the tagger listens to, never the whole recording with others.
 
 The job claims the row (queued -> building) and commits before the slow work; the ZIP is written
 member by member into a temporary file on disk and streamed into storage (prefix "exports").
@@ -68,6 +69,7 @@ class _Plan:
     file: dict[str, Any]
     photos: list[tuple[int, str, list[Box], list[Box]]] = field(default_factory=list)
     videos: list[tuple[int, str]] = field(default_factory=list)
+    voices: list[tuple[str, str]] = field(default_factory=list)  # (member name, storage key)
     media: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -118,6 +120,10 @@ def _plan(person: Person) -> _Plan:
             if crop:
                 plan.videos.append((media.id, crop))
                 entry["file"] = f"media/{media.id}.jpg"
+        voices = [(f"media/{media.id}-voice-{a.id}.wav", a.crop_key) for a in own
+                  if a.kind == "voice" and a.crop_key]
+        plan.voices += voices
+        entry["voice_files"] = [name for name, _key in voices]
         plan.media.append(entry)
     return plan
 
@@ -137,7 +143,7 @@ def _summary(plan: _Plan) -> str:
 
 def write_zip(plan: _Plan, target: IO[bytes], storage: Storage) -> dict[str, int]:
     """Write the ZIP member by member into target; returns how many files of each kind went in."""
-    counts = {"photos": 0, "videos": 0, "missing": 0}
+    counts = {"photos": 0, "videos": 0, "voices": 0, "missing": 0}
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         _write_json(archive, "file.json", plan.file)
         archive.writestr("summary.html", _summary(plan))
@@ -151,16 +157,22 @@ def write_zip(plan: _Plan, target: IO[bytes], storage: Storage) -> dict[str, int
             del data
             archive.writestr(f"media/{media_id}.jpg", jpeg, compress_type=zipfile.ZIP_STORED)
             counts["photos"] += 1
-        for media_id, key in plan.videos:
-            try:
-                with storage.open(key) as source, archive.open(f"media/{media_id}.jpg", "w") as member:
-                    while chunk := source.read(CHUNK):
-                        member.write(chunk)
-            except StorageKeyError:
-                counts["missing"] += 1
-                continue
-            counts["videos"] += 1
+        members = [("videos", f"media/{media_id}.jpg", key) for media_id, key in plan.videos]
+        members += [("voices", name, key) for name, key in plan.voices]
+        for kind, name, key in members:
+            counts[kind if _copy_member(archive, storage, key, name) else "missing"] += 1
     return counts
+
+
+def _copy_member(archive: zipfile.ZipFile, storage: Storage, key: str, name: str) -> bool:
+    """Stream one stored file into the ZIP under name; False when storage no longer has it."""
+    try:
+        with storage.open(key) as source, archive.open(name, "w") as member:
+            while chunk := source.read(CHUNK):
+                member.write(chunk)
+    except StorageKeyError:
+        return False
+    return True
 
 
 def _claim(export_id: int) -> bool:
