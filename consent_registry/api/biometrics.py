@@ -22,7 +22,7 @@ from ..biometrics.service import (
     references_of,
     set_matching,
 )
-from ..biometrics.voice_enrolment import add_voice_reference
+from ..biometrics.voice_enrolment import MAX_REFERENCE_RECORDING_BYTES, add_voice_reference
 from ..db import db, utcnow
 from ..media.ingest import Limits
 from ..people.models import Person
@@ -138,7 +138,8 @@ def _enrol(person: Person, modality: str) -> FaceReference | VoiceReference:
     try:
         _stream, form, files = parse_form_data(
             request.environ, silent=False,
-            max_content_length=(limits.photo if modality == FACE else limits.audio) + FORM_OVERHEAD,
+            max_content_length=(limits.photo if modality == FACE else
+                                min(limits.audio, MAX_REFERENCE_RECORDING_BYTES)) + FORM_OVERHEAD,
             max_form_memory_size=config.get("MAX_FORM_MEMORY_SIZE") or 500_000,
             max_form_parts=MAX_FORM_PARTS,
         )

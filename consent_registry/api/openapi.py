@@ -215,7 +215,7 @@ _REFERENCE_ERROR_TEXT = {
         409: "`matching_off`: voice matching is switched off; `no_biometric_consent`: the person is "
              "not active with a valid biometric consent; `duplicate`: this recording is already a "
              "reference",
-        413: "The file is larger than the sound-recording limit",
+        413: "The file is larger than the sound-recording limit (and 40 MB)",
         415: "Not multipart/form-data, or the file's content is not an accepted sound type",
         422: "Missing or unknown fields; an empty, damaged or unreadable recording; `not_one_voice`: "
              "the recording does not hold exactly one voice with at least 3 seconds of speech",

@@ -289,25 +289,36 @@ def add_reference(person: Person, image_bytes: bytes, *, actor: Actor,
     first holds no lock (SQLite's write lock) while the face is found and encoded.
     """
     analysed = analyse_reference_photo(image_bytes, limits=Limits.from_config(current_app.config))
+    return enrol(person, modality=FACE, sha256=analysed.sha256, encoding=analysed.encoding,
+                 actor=actor, at=at)
+
+
+def enrol(person: Person, *, modality: str, sha256: str, encoding: np.ndarray, actor: Actor,
+          at: datetime | None = None) -> Any:
+    """Store an analysed reference (face or voice) when the person may be enrolled now; audited."""
     moment = at or utcnow()
-    refusal = enrolment_refusal(person, moment)
+    refusal = enrolment_refusal(person, moment, modality)
     if refusal is not None:
         raise refusal
-    if _is_duplicate(person.id, analysed.sha256):
-        raise _duplicate()
+    if _is_duplicate(person.id, sha256, modality):
+        raise _duplicate(modality)
     consent = effective_for(person, BIOMETRIC, moment)
-    reference = FaceReference(
-        person_id=person.id, encoding=encoding_bytes(analysed.encoding),
-        photo_sha256=analysed.sha256, consent_record_id=max(consent.record_ids, default=None),
-        created_at=moment, created_by=actor.id if actor.type == "user" else None,
-    )
+    fields = {"person_id": person.id, "encoding": encoding_bytes(encoding),
+              "consent_record_id": max(consent.record_ids, default=None), "created_at": moment,
+              "created_by": actor.id if actor.type == "user" else None}
+    reference = (FaceReference(photo_sha256=sha256, **fields) if modality == FACE
+                 else VoiceReference(recording_sha256=sha256, **fields))
     try:
         with db.session.begin_nested():
             db.session.add(reference)
     except sa.exc.IntegrityError:
-        raise _duplicate() from None  # the same photo arrived twice at once
+        raise _duplicate(modality) from None  # the same file arrived twice at once
+    details: dict[str, Any] = {"reference_id": reference.id,
+                               "consent_record_id": reference.consent_record_id}
+    if modality == VOICE:
+        details["modality"] = VOICE
     record("biometric:reference_added", actor=actor, subject_type="person", subject_id=person.id,
-           details={"reference_id": reference.id, "consent_record_id": reference.consent_record_id})
+           details=details)
     return reference
 
 

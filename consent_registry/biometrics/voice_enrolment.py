@@ -13,28 +13,20 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-import sqlalchemy as sa
 from flask import current_app
 
-from ..audit import Actor, record
-from ..consent.service import effective_for
-from ..consent.texts import BIOMETRIC
-from ..db import db, utcnow
+from ..audit import Actor
 from ..media.ingest import IngestError, Limits, probe_av, spool_stream
 from ..media.matching import VOICE_ENCODING_SIZE
 from ..media.sound import pcm_chunks
 from ..media.voices import find_voices
 from ..people.models import Person
 from ..translate import _
-from .models import VoiceReference, encoding_bytes
-from .service import (
-    MIN_REFERENCE_SPEECH_S,
-    VOICE,
-    BiometricError,
-    _duplicate,
-    _is_duplicate,
-    enrolment_refusal,
-)
+from .models import VoiceReference
+from .service import MIN_REFERENCE_SPEECH_S, VOICE, BiometricError, enrol
+
+# A reference needs seconds of speech, not a lecture: uploads past this are refused (413) early.
+MAX_REFERENCE_RECORDING_BYTES = 40 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,24 +86,5 @@ def add_voice_reference(person: Person, data: bytes, *, actor: Actor,
     The recording is analysed before the database is touched (no lock is held meanwhile).
     """
     analysed = analyse_reference_recording(data, limits=Limits.from_config(current_app.config))
-    moment = at or utcnow()
-    refusal = enrolment_refusal(person, moment, VOICE)
-    if refusal is not None:
-        raise refusal
-    if _is_duplicate(person.id, analysed.sha256, VOICE):
-        raise _duplicate(VOICE)
-    consent = effective_for(person, BIOMETRIC, moment)
-    reference = VoiceReference(
-        person_id=person.id, encoding=encoding_bytes(analysed.encoding),
-        recording_sha256=analysed.sha256, consent_record_id=max(consent.record_ids, default=None),
-        created_at=moment, created_by=actor.id if actor.type == "user" else None,
-    )
-    try:
-        with db.session.begin_nested():
-            db.session.add(reference)
-    except sa.exc.IntegrityError:
-        raise _duplicate(VOICE) from None  # the same recording arrived twice at once
-    record("biometric:reference_added", actor=actor, subject_type="person", subject_id=person.id,
-           details={"reference_id": reference.id, "modality": VOICE,
-                    "consent_record_id": reference.consent_record_id})
-    return reference
+    return enrol(person, modality=VOICE, sha256=analysed.sha256, encoding=analysed.encoding,
+                 actor=actor, at=at)
