@@ -1,4 +1,4 @@
-"""Flask commands: init, users, people import, audit verify."""
+"""Flask commands: init, users, people import, audit verify, consent daily, media listen."""
 
 from __future__ import annotations
 
@@ -131,11 +131,27 @@ def consent_daily() -> None:
     click.echo(f"reminders sent: {reminders}; turning-16 messages queued: {sixteen}")
 
 
+media = AppGroup("media", help="Media items.")
+
+
+@media.command("listen")
+def media_listen() -> None:
+    """Queue the sound analysis of recordings and videos analysed before voices were found."""
+    from .jobs import enqueue
+    from .media.analysis import listen_to_sound, unheard_items
+
+    ids = unheard_items()
+    db.session.commit()
+    for media_id in ids:
+        enqueue(listen_to_sound, media_id)
+    click.echo(f"items queued for sound analysis: {len(ids)}")
+
+
 def register_commands(app: Flask) -> None:
     """Add the commands to `flask`."""
     from .jobs import worker_command
 
-    for command in (init_command, users, people, audit, consent, worker_command):
+    for command in (init_command, users, people, audit, consent, media, worker_command):
         app.cli.add_command(command)
 
 

@@ -253,3 +253,35 @@ def test_analysis_with_a_fake_engine_writes_voices_and_marks_sound_analysed(
     media = db.session.get(analysis.Media, item["id"])
     assert media.voices_analysed is True
     assert engine.heard_s == pytest.approx(6.0, abs=0.05)
+
+
+def test_items_analysed_before_voices_are_listened_to_once_keeping_their_tags(
+        app: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`flask media listen`: an older install's ready recording gets its voices, its tags stay."""
+    from consent_registry.media.ingest import Limits, ingest_stream
+    from consent_registry.storage import get_storage
+
+    engine = FakeVoiceEngine([(0.5, 2.5, voice_vector(3))])
+    monkeypatch.setattr(analysis, "voice_engine", lambda: engine)
+    media = ingest_stream(io.BytesIO(flac_bytes(np.full(16000 * 3, 0.01, np.float32), tmp_path)),
+                          limits=Limits.from_config(app.config), storage=get_storage(),
+                          actor=SYSTEM, uploaded_by=None).media
+    piet = adult("Piet")
+    media.status, media.voices_analysed = "ready", False  # as an install before voices left it
+    db.session.add(Appearance(media_id=media.id, kind="voice", source="manual", person_id=piet.id,
+                              resolution="identified"))
+    media_id = media.id
+    db.session.commit()
+    assert analysis.unheard_items() == [media_id]
+
+    result = app.test_cli_runner().invoke(args=["media", "listen"])
+    assert result.exit_code == 0 and "queued for sound analysis: 1" in result.output
+    db.session.expire_all()
+    media = db.session.get(analysis.Media, media_id)
+    assert media.voices_analysed is True
+    kinds = [(a.source, a.person_id, a.segments) for a in media.appearances]
+    assert kinds == [("manual", piet.id, None), ("detected", None, [[0.5, 2.5]])]
+    assert analysis.unheard_items() == []
+    again = app.test_cli_runner().invoke(args=["media", "listen"])
+    assert "queued for sound analysis: 0" in again.output
+    assert db.session.query(AuditEvent).filter_by(action="media:voices_analysed").count() == 1

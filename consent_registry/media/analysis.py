@@ -365,6 +365,54 @@ def analyse_media(media_id: int) -> None:
         db.session.commit()
 
 
+@task()
+def listen_to_sound(media_id: int) -> None:
+    """Find the voices of an item whose faces were analysed before voices were (an older install).
+
+    Faces and every tagging decision stay; only voice appearances are added and voices_analysed
+    set. A failure leaves the sound unheard (the gate keeps refusing it) and is audited.
+    """
+    media = db.session.get(Media, media_id)
+    if media is None or media.kind not in ("audio", "video") or media.status != "ready" \
+            or media.voices_analysed:
+        db.session.commit()
+        return
+    storage_key = media.storage_key
+    try:
+        voice_match = matcher(utcnow(), "voice")
+        db.session.commit()
+        with _local_copy(storage_key) as path:
+            voices = analyse_sound(path, voice_match)
+        now = utcnow()
+        _faces, voices = _still_enrolled([], voices, now)
+        done = db.session.execute(
+            sa.update(Media).where(Media.id == media_id, Media.status == "ready",
+                                   Media.voices_analysed.is_(False))
+            .values(voices_analysed=True)).rowcount
+        if not done:  # deleted or analysed again meanwhile: keep nothing of this run
+            db.session.rollback()
+            for voice in voices:
+                get_storage().delete(voice.snippet_key)
+            return
+        db.session.add_all([_voice_appearance(media_id, voice, now) for voice in voices])
+        record("media:voices_analysed", actor=SYSTEM, subject_type="media", subject_id=media_id,
+               details={"voices": len(voices), "voice_matching": voice_match is not None})
+        db.session.commit()
+    except Exception as exc:  # the sound stays unheard; the gate goes on refusing the item
+        db.session.rollback()
+        current_app.logger.exception("listening to the sound of media %s failed", media_id)
+        record("media:analysis_failed", actor=SYSTEM, subject_type="media", subject_id=media_id,
+               details={"reason": f"{type(exc).__name__}: {exc}"[:300], "part": "sound"})
+        db.session.commit()
+
+
+def unheard_items() -> list[int]:
+    """Ready recordings and videos whose sound was never analysed (uploaded before voices were)."""
+    return list(db.session.execute(sa.select(Media.id).where(
+        Media.status == "ready", Media.kind.in_(("audio", "video")),
+        Media.voices_analysed.is_(False)).order_by(Media.id)).scalars())
+
+
 def sweep_analyses(now: datetime | None = None) -> int:
     """Queue again what a dead worker or a lost job left behind; returns how many."""
     moment = now or utcnow()
