@@ -12,6 +12,7 @@ import io
 from dataclasses import dataclass
 from datetime import datetime
 
+import av
 import numpy as np
 from flask import current_app
 
@@ -62,6 +63,10 @@ def analyse_reference_recording(data: bytes, *, limits: Limits) -> AnalysedRecor
         voices = find_voices(pcm_chunks(spooled.path), engine=analysis.voice_engine())
     except IngestError as exc:
         raise _recording_only(exc) from None
+    except av.error.FFmpegError:  # opened and probed, but damaged further on
+        raise BiometricError("corrupt", _("The file looks like %(what)s but cannot be read: it is "
+                                          "damaged or incomplete.", what=_("a sound recording")),
+                             422) from None
     finally:
         spooled.discard()
     if len(voices) != 1:
