@@ -17,6 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import face_recognition
 import numpy as np
 import pytest
 from fake_face_engine import FakeFaceEngine, vector_for
@@ -39,11 +40,13 @@ GROUPS = [e for e in IMAGES if e["role"] == "group"]
 PROBES = [e for e in IMAGES if e["role"] in ("probe", "negative")]
 ENROLLED = {e["identities"][0]: e for e in IMAGES if e["role"] == "enroll"}
 TWELVE_MP = 12_000_000
-SECONDS_PER_12MP = 8.0  # CPU seconds (both threads) for detect + encode; measured about 4.5
-# One photo's ceiling. CPU time itself grows on a busy machine (shared caches, a sibling test run):
-# CI once measured g05, whose weak faces each get a CNN look, at 8.06 s. The bar is the median.
-SECONDS_PER_12MP_ONE = 16.0
-WALL_PER_12MP = 20.0  # wall seconds, generous: other test runs may share the two cores
+# Speed is a ratio to a baseline timed in the same test, on the same photo: one plain HOG pass of
+# face_recognition (no upsampling) over the whole 12 MP image. Finding 30 px faces means scanning
+# as if at 80/30 times the size, about seven such passes of pixels; ours measured 6.9-7.3 passes
+# (CPU, both threads, detect and encode) on a slow machine and on a fast one. Seconds are not
+# stable here: CI once measured 8.06 s where a quiet machine took 4.5 s, another machine 13 s.
+PLAIN_PASSES_MEDIAN = 10.0
+PLAIN_PASSES_ONE = 16.0  # one photo's ceiling, CPU and wall: a sibling test run shares the cores
 TOLERANCE = 0.6  # face_recognition's usual distance for "same person"
 
 ENGINE = make_engine()
@@ -67,6 +70,22 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
     return result, time.perf_counter() - wall, time.process_time() - cpu
 
 
+Passes = tuple[float, float]  # wall and CPU time in plain HOG passes over the same image
+
+
+def plain_pass(image: Image.Image) -> tuple[float, float]:
+    """Wall and CPU seconds of one plain HOG pass over the image (face_recognition, no upsampling)."""
+    pixels = np.asarray(image)
+    _, wall, cpu = timed(lambda: face_recognition.face_locations(pixels, number_of_times_to_upsample=0))
+    return wall, cpu
+
+
+def passes(image: Image.Image, wall: float, cpu: float) -> Passes:
+    """The wall and CPU seconds given as multiples of a plain HOG pass over the same image."""
+    base_wall, base_cpu = plain_pass(image)
+    return wall / base_wall, cpu / base_cpu
+
+
 def analyse(image: Image.Image) -> list[DetectedFace]:
     """What the service does with a photo: find the faces and encode them."""
     faces = ENGINE.detect(image)
@@ -76,13 +95,14 @@ def analyse(image: Image.Image) -> list[DetectedFace]:
 
 
 @cache
-def found(file: str, pixels: int | None = None) -> tuple[tuple[DetectedFace, ...], float, float, float]:
-    """Faces in a public photo (or in it scaled up to `pixels`): faces, scale, wall and CPU seconds."""
+def found(file: str, pixels: int | None = None) -> tuple[tuple[DetectedFace, ...], float, Passes]:
+    """A public photo's faces (scaled up to `pixels` if given), the scale, and the time in passes."""
     image, k = load({"file": file}), 1.0
-    if pixels:
-        image, k = upscaled(image, pixels)
+    if not pixels:
+        return tuple(analyse(image)), k, (0.0, 0.0)
+    image, k = upscaled(image, pixels)
     faces, wall, cpu = timed(lambda: analyse(image))
-    return tuple(faces), k, wall, cpu
+    return tuple(faces), k, passes(image, wall, cpu)  # the baseline timed right after, on the same image
 
 
 def tally(entry: dict[str, Any], faces: tuple[DetectedFace, ...], k: float = 1.0) -> tuple[int, int]:
@@ -105,7 +125,7 @@ def assert_bar(entries: list[dict[str, Any]], pixels: int | None = None) -> None
     counted = sum(e["faces"] for e in entries)
     hits = falses = 0
     for entry in entries:
-        faces, k, _, _ = found(entry["file"], pixels)
+        faces, k, _ = found(entry["file"], pixels)
         hit, false = tally(entry, faces, k)
         hits, falses = hits + hit, falses + false
     assert hits >= 0.95 * counted, f"{hits} of {counted} faces found"
@@ -131,7 +151,7 @@ def test_group_photos_meet_the_bar() -> None:
 @pytest.mark.parametrize("entry", PROBES, ids=lambda e: e["file"])
 def test_probe_photos_have_one_face_and_negatives_none(entry: dict[str, Any]) -> None:
     """Single-person photos give exactly one face, photos without people none."""
-    faces, _, _, _ = found(entry["file"])
+    faces, _, _ = found(entry["file"])
     assert len(faces) == (1 if entry["role"] == "probe" else 0)
     assert_inside(faces, load(entry).size)
 
@@ -142,32 +162,31 @@ def test_boxes_are_in_original_pixels() -> None:
     assert annotated
     for entry in annotated:
         for pixels in (None, TWELVE_MP):
-            faces, k, _, _ = found(entry["file"], pixels)
+            faces, k, _ = found(entry["file"], pixels)
             truth = [Box(round(left * k), round(top * k), round(w * k), round(h * k))
                      for top, left, w, h in entry["boxes"]]
             overlaps = [max(face.box.iou(t) for t in truth) for face in faces]
             assert len(faces) >= len(truth) - 1
             assert float(np.mean(overlaps)) >= 0.5, (entry["file"], pixels, overlaps)
     for entry in IMAGES:
-        faces, _, _, _ = found(entry["file"])
+        faces, _, _ = found(entry["file"])
         assert_inside(faces, load(entry).size)
 
 
 # --- 12 megapixels ---------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_group_photos_at_12_megapixels_meet_the_bar_in_seconds() -> None:
-    """Scaled up (LANCZOS) to 12 MP, the same faces, no false ones, a few seconds each."""
+def test_group_photos_at_12_megapixels_meet_the_bar_in_a_few_plain_passes() -> None:
+    """Scaled up (LANCZOS) to 12 MP, the same faces, no false ones, in about seven plain passes."""
     assert_bar(GROUPS, TWELVE_MP)
-    cpus = []
+    ratios = []
     for entry in GROUPS:
-        faces, k, wall, cpu = found(entry["file"], TWELVE_MP)
+        faces, k, (wall_ratio, cpu_ratio) = found(entry["file"], TWELVE_MP)
         image = load(entry)
         assert_inside(faces, (round(image.width * k), round(image.height * k)))
-        assert cpu < SECONDS_PER_12MP_ONE, (entry["file"], cpu)
-        assert wall < WALL_PER_12MP, (entry["file"], wall)
-        cpus.append(cpu)
-    assert float(np.median(cpus)) < SECONDS_PER_12MP, cpus
+        assert max(wall_ratio, cpu_ratio) < PLAIN_PASSES_ONE, (entry["file"], wall_ratio, cpu_ratio)
+        ratios.append(cpu_ratio)
+    assert float(np.median(ratios)) < PLAIN_PASSES_MEDIAN, ratios
 
 
 def paste_face(canvas: Image.Image, source: Image.Image, box: Box, height: int,
@@ -207,7 +226,8 @@ def test_a_36_px_face_in_a_12_megapixel_photo(background: str) -> None:
     error = max(abs(near.x - small.x), abs(near.y - small.y),
                 abs(near.right - small.right), abs(near.bottom - small.bottom))
     assert error <= 4, (near, small)
-    assert cpu < SECONDS_PER_12MP_ONE and wall < WALL_PER_12MP, (cpu, wall)
+    speed = passes(canvas, wall, cpu)
+    assert max(speed) < PLAIN_PASSES_ONE, speed
 
 
 # --- orientation and inputs ------------------------------------------------------------------------
@@ -261,8 +281,9 @@ def test_blank_and_tiny_photos_have_no_faces() -> None:
     """Nothing to find in a pixel, a strip or a plain 12 MP photo; no errors either."""
     for size in ((1, 1), (5000, 40), (40, 5000)):
         assert ENGINE.detect(Image.new("RGB", size, (200, 180, 160))) == []
-    faces, wall, cpu = timed(lambda: ENGINE.detect(Image.new("RGB", (4000, 3000), (90, 90, 90))))
-    assert faces == [] and cpu < SECONDS_PER_12MP_ONE and wall < WALL_PER_12MP
+    blank = Image.new("RGB", (4000, 3000), (90, 90, 90))
+    faces, wall, cpu = timed(lambda: ENGINE.detect(blank))
+    assert faces == [] and max(passes(blank, wall, cpu)) < PLAIN_PASSES_ONE
 
 
 def test_detection_is_deterministic() -> None:
@@ -276,7 +297,7 @@ def test_detection_is_deterministic() -> None:
 @cache
 def encoding(file: str) -> np.ndarray:
     """The encoding of the one face in a public photo."""
-    faces, _, _, _ = found(file)
+    faces, _, _ = found(file)
     assert len(faces) == 1, file
     (vector,) = ENGINE.encode(load({"file": file}), [faces[0].box])
     return vector
