@@ -313,13 +313,13 @@ def smtp(app: Flask) -> Iterator[Any]:
         yield server
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 15.0) -> Any:
-    """Poll until condition() is truthy (work done by another thread); return its value."""
+def wait_for(condition: Callable[[], Any], timeout: float = 15.0, every: float = 0.02) -> Any:
+    """Poll every `every` seconds until condition() is truthy (another thread's work); its value."""
     deadline = time.monotonic() + timeout
     while not (value := condition()):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {condition}")
-        time.sleep(0.02)
+        time.sleep(every)
     return value
 
 
