@@ -19,7 +19,7 @@ import pillow_heif
 import pytest
 import sqlalchemy as sa
 from flask import Flask
-from PIL import Image
+from PIL import Image, ImageFile
 
 from consent_registry.audit import SYSTEM, AuditEvent, verify
 from consent_registry.db import db
@@ -314,6 +314,16 @@ def test_refused_uploads_store_nothing(app: Flask, api, folders, label: str) -> 
     assert response.status_code == status, response.get_json()
     error = response.get_json()["error"]
     assert error["code"] == code and error["fields"]["file"] == error["message"]
+    assert_nothing_stored(folders)
+
+
+def test_a_cut_off_photo_is_refused_even_after_a_library_allowed_truncated_images(
+    api, folders, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """face_recognition turns Pillow's LOAD_TRUNCATED_IMAGES on when imported; uploads ignore it."""
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    response = upload(api, _truncated_jpeg(), "photo.jpg")
+    assert response.status_code == 422 and response.get_json()["error"]["code"] == "corrupt"
     assert_nothing_stored(folders)
 
 

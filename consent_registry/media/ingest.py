@@ -34,7 +34,7 @@ from typing import Any, BinaryIO
 import av
 import pillow_heif
 import sqlalchemy as sa
-from PIL import ExifTags, Image
+from PIL import ExifTags, Image, ImageFile
 
 from ..audit import Actor, record
 from ..db import db
@@ -408,6 +408,9 @@ def _orientation(img: Image.Image) -> int:
 def probe_photo(path: Path, *, guess: Guess, max_pixels: int) -> Probed:
     """Open a photo with Pillow: size check before decoding, verify, then decode it whole."""
     formats = [PILLOW_FORMATS[guess.format]]
+    # A process-wide Pillow switch that some libraries turn on when imported (face_recognition
+    # does): with it, a cut-off photo decodes padded with grey instead of failing. Ours is off.
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         # Image.open reads only the header; Pillow's own decompression-bomb guard runs here too.
         with Image.open(path, formats=formats) as img:
