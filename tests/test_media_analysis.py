@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from flask import Flask
 
 from consent_registry.audit import AuditEvent
 from consent_registry.db import db, utcnow
-from consent_registry.media.analysis import analyse_media, sweep_analyses
+from consent_registry.media.analysis import analyse_media, sweep_analyses, voice_engine
 from consent_registry.media.models import Appearance, Media
 from consent_registry.storage import get_storage
 
@@ -110,6 +111,29 @@ def test_a_recording_of_one_speaker_is_ready_with_one_voice(app: Flask, tokens: 
     [voice] = media.appearances
     assert voice.kind == "voice" and voice.box is None and voice.crop_key
     assert voice.segments and all(0 <= s < e <= media.duration_s + 0.1 for s, e in voice.segments)
+
+
+@pytest.mark.one_backend
+def test_voice_analysis_runs_on_the_configured_torch_threads(app: Flask) -> None:
+    """VOICE_THREADS reaches torch in each analysing thread: one by default, two when configured."""
+    import torch
+
+    seen: list[int] = []
+
+    def analysing_thread() -> None:
+        """What a job thread does first: get its voice engine, then note torch's threads."""
+        with app.app_context():
+            voice_engine()
+            seen.append(torch.get_num_threads())
+
+    for threads in (None, 2):
+        if threads:
+            app.config["VOICE_THREADS"] = threads
+        thread = threading.Thread(target=analysing_thread)
+        thread.start()
+        thread.join()
+    torch.set_num_threads(1)
+    assert seen == [1, 2]
 
 
 def _tiny_video(path: Path) -> Path:

@@ -323,14 +323,14 @@ class SileroResemblyzerEngine:
 
     FRAME = 512  # samples per Silero frame at 16 kHz (32 ms)
 
-    def __init__(self, *, threads: int | None = None) -> None:
+    def __init__(self, *, threads: int = 1) -> None:
         """Load both models (a fraction of a second; weights come with the packages)."""
         import torch
         from resemblyzer import VoiceEncoder
         from silero_vad import load_silero_vad
 
-        # silero_vad sets torch to one thread when imported; give back what was asked for.
-        torch.set_num_threads(threads or max(1, torch.get_num_interop_threads()))
+        # Process-wide in torch; silero_vad also sets one thread when imported, so set it after.
+        torch.set_num_threads(max(1, threads))
         self._torch = torch
         self._vad = load_silero_vad()
         self._encoder = VoiceEncoder(device="cpu", verbose=False)
@@ -367,6 +367,6 @@ class SileroResemblyzerEngine:
         return out
 
 
-def make_voice_engine(*, threads: int | None = None) -> VoiceEngine:
-    """The voice engine the service uses."""
+def make_voice_engine(*, threads: int = 1) -> VoiceEngine:
+    """The voice engine the service uses, on `threads` torch threads (VOICE_THREADS in config)."""
     return SileroResemblyzerEngine(threads=threads)
