@@ -26,9 +26,10 @@ The pipeline, streaming with bounded memory (only 256 numbers per 0.4 s of speec
 4. Each voice gets its segments, the mean of its embeddings (for matching, never stored) and the
    stretch of its longest segment the tagger can play.
 
-Speed (bench/bench_voices.py, 2 cores): an hour of the public speakers' talk in ~75 s (0.02 s per
-second of audio; decoding alone 0.0003), 3 voices found, peak ~650 MB of which torch and the
-models are most (decoding alone peaks at ~150 MB).
+Speed (bench/bench_voices.py): an hour of the public speakers' talk took ~75 s on two torch
+threads of a quick machine (0.02 s per second of audio) and ~200 s on one thread of a machine
+about three times slower (0.055; 59x decoding alone); 3 voices found; peak ~630 MB of which torch
+and the models are most (decoding alone peaks at ~160 MB).
 """
 
 from __future__ import annotations
