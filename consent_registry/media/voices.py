@@ -27,9 +27,9 @@ The pipeline, streaming with bounded memory (only 256 numbers per 0.4 s of speec
    stretch of its longest segment the tagger can play.
 
 Speed (bench/bench_voices.py): an hour of the public speakers' talk took ~75 s on two torch
-threads of a quick machine (0.02 s per second of audio) and ~200 s on one thread of a machine
-about three times slower (0.055; 59x decoding alone); 3 voices found; peak ~630 MB of which torch
-and the models are most (decoding alone peaks at ~160 MB).
+threads of a quick machine (0.02 s per second of audio) and 200-220 s on one thread of a machine
+about three times slower (0.055-0.061; 60x decoding alone); 3 voices found; peak ~620 MB of which
+torch and the models are most (decoding alone peaks at ~150 MB).
 """
 
 from __future__ import annotations
