@@ -118,22 +118,29 @@ def test_voice_analysis_runs_on_the_configured_torch_threads(app: Flask) -> None
     """VOICE_THREADS reaches torch in each analysing thread: one by default, two when configured."""
     import torch
 
-    seen: list[int] = []
+    def threads_in_a_new_analysing_thread() -> int:
+        """What a job thread does first, get its voice engine; then torch's thread count."""
+        seen: list[int] = []
 
-    def analysing_thread() -> None:
-        """What a job thread does first: get its voice engine, then note torch's threads."""
-        with app.app_context():
-            voice_engine()
-            seen.append(torch.get_num_threads())
+        def analysing() -> None:
+            """The job thread: its own engine, made under the app's configuration."""
+            with app.app_context():
+                voice_engine()
+                seen.append(torch.get_num_threads())
 
-    for threads in (None, 2):
-        if threads:
-            app.config["VOICE_THREADS"] = threads
-        thread = threading.Thread(target=analysing_thread)
+        thread = threading.Thread(target=analysing)
         thread.start()
         thread.join()
-    torch.set_num_threads(1)
-    assert seen == [1, 2]
+        return seen[0]
+
+    original = torch.get_num_threads()
+    try:
+        by_default = threads_in_a_new_analysing_thread()
+        app.config["VOICE_THREADS"] = 2
+        configured = threads_in_a_new_analysing_thread()
+    finally:
+        torch.set_num_threads(original)
+    assert (by_default, configured) == (1, 2)
 
 
 def _tiny_video(path: Path) -> Path:

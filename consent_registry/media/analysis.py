@@ -78,8 +78,7 @@ def voice_engine() -> VoiceEngine:
     """The voice engine analysis uses: one per thread, since the speech detector keeps state."""
     engine = getattr(_voice_engines, "engine", None)
     if engine is None:
-        threads = int(current_app.config.get("VOICE_THREADS", 1))
-        engine = _voice_engines.engine = make_voice_engine(threads=threads)
+        engine = _voice_engines.engine = make_voice_engine(threads=current_app.config["VOICE_THREADS"])
     return engine
 
 
