@@ -1,4 +1,5 @@
-"""user sessions: a server-side row per login, deleted on logout, so a replayed cookie is refused
+"""user sessions (a row per login, deleted on logout, so a replayed cookie is refused) and the
+stored display rendition of a photo
 
 Revision ID: 0012
 Revises: 0008
@@ -30,8 +31,14 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_user_sessions_created_at'), ['created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_user_sessions_user_id'), ['user_id'], unique=False)
 
+    with op.batch_alter_table('media', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('display_key', sa.String(length=255), nullable=True))
+
 
 def downgrade():
+    with op.batch_alter_table('media', schema=None) as batch_op:
+        batch_op.drop_column('display_key')
+
     with op.batch_alter_table('user_sessions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_user_sessions_user_id'))
         batch_op.drop_index(batch_op.f('ix_user_sessions_created_at'))
