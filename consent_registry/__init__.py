@@ -30,8 +30,9 @@ login_manager = LoginManager()
 
 @login_manager.user_loader
 def _load_user(session_id: str) -> Any:
-    """The user of a session, if its auth version is still current."""
+    """The user of a session, if its auth version is current and the session was not ended."""
     from .auth.models import User
+    from .auth.sessions import session_is_live
 
     user_id, _, version = session_id.partition(".")
     if not (user_id.isdigit() and version.isdigit()):
@@ -39,7 +40,8 @@ def _load_user(session_id: str) -> Any:
     user = db.session.get(User, int(user_id))
     if user is None or not user.active or user.auth_version != int(version):
         return None
-    return user
+    # The cookie is only signed: a copy saved before logout is refused by its ended session.
+    return user if session_is_live(user.id) else None
 
 
 def _configure(

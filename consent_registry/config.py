@@ -115,6 +115,9 @@ class BaseConfig:
     MAX_VIDEO_BYTES = 2 * 1024 * 1024 * 1024
     MAX_AUDIO_BYTES = 500 * 1024 * 1024
     MAX_IMAGE_PIXELS = 100_000_000
+    # The most pixels a photo's display copy may decode (JPEG decodes scaled down first); None:
+    # what a quarter of the machine's memory holds (media/display.py).
+    DISPLAY_MAX_DECODE_PIXELS: int | None = None
     INGEST_TMP_DIR: str | None = None
     # The Facebook Page publications go to (Graph API); no page or token: the channel cannot publish.
     FACEBOOK_PAGE_ID: str | None = None

@@ -61,6 +61,21 @@ class ApiToken(db.Model):
     user: Mapped[User] = relationship(back_populates="tokens")
 
 
+class UserSession(db.Model):
+    """A logged-in browser session; the signed cookie carries its key, logout deletes the row.
+
+    The cookie alone would stay valid after logout (it is signed, not stored); with this row gone
+    a saved copy of it is refused. Only the key's SHA-256 is stored.
+    """
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    key_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
 class LoginAttempt(db.Model):
     """One login attempt, keyed by keyed hashes of the e-mail and the address."""
 

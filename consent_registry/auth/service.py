@@ -15,6 +15,7 @@ from ..db import db, utcnow
 from .models import ROLES, LoginAttempt, User
 from .passwords import hash_password, one_time_password, password_problems, verify_password
 from .throttle import ThrottlePolicy, locked_until
+from .tokens import revoke_all_tokens
 
 ATTEMPT_RETENTION = timedelta(days=1)
 
@@ -178,6 +179,8 @@ def reset_password(user: User, *, actor: Actor) -> str:
     user.must_change_password = True
     user.auth_version += 1
     record("user:password_reset", actor=actor, subject_type="user", subject_id=user.id)
+    # A reset means the account may be in other hands: its tokens go with its sessions.
+    revoke_all_tokens(user, actor=actor, reason="password_reset")
     return password
 
 
@@ -195,7 +198,7 @@ def set_role(user: User, role: str, *, actor: Actor) -> None:
 
 
 def set_active(user: User, active: bool, *, actor: Actor) -> None:
-    """Deactivate or reactivate an account; deactivation ends its sessions and tokens' use."""
+    """Deactivate or reactivate an account; deactivation ends its sessions and revokes its tokens."""
     if not active and user.role == "admin" and user.active and _active_admins() <= 1:
         raise AccountError("last_admin")
     if user.active != active:
@@ -203,6 +206,9 @@ def set_active(user: User, active: bool, *, actor: Actor) -> None:
         user.auth_version += 1
         record("user:activate" if active else "user:deactivate", actor=actor,
                subject_type="user", subject_id=user.id)
+        if not active:
+            # Revoked, not merely unusable while inactive: reactivating brings no old token back.
+            revoke_all_tokens(user, actor=actor, reason="deactivated")
 
 
 def _active_admins() -> int:

@@ -49,8 +49,8 @@ def user_for_token(token: str) -> User | None:
     return api_token.user
 
 
-def revoke_token(api_token: ApiToken, *, actor: Actor) -> None:
-    """Revoke a token; it stops working at once."""
+def revoke_token(api_token: ApiToken, *, actor: Actor, reason: str | None = None) -> None:
+    """Revoke a token; it stops working at once (audited, with why when it was not asked for)."""
     if api_token.revoked_at is None:
         api_token.revoked_at = utcnow()
         record(
@@ -58,5 +58,15 @@ def revoke_token(api_token: ApiToken, *, actor: Actor) -> None:
             actor=actor,
             subject_type="user",
             subject_id=api_token.user_id,
-            details={"token_id": api_token.id},
+            details={"token_id": api_token.id, **({"reason": reason} if reason else {})},
         )
+
+
+def revoke_all_tokens(user: User, *, actor: Actor, reason: str) -> int:
+    """Revoke every live token of a user (each audited); how many."""
+    live = db.session.execute(
+        sa.select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+        .order_by(ApiToken.id)).scalars().all()
+    for api_token in live:
+        revoke_token(api_token, actor=actor, reason=reason)
+    return len(live)

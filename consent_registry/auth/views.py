@@ -14,6 +14,7 @@ from ..i18n import safe_next
 from .access import ANY_ROLE, allow, allow_public
 from .models import ApiToken
 from .service import AccountError, attempt_login, set_new_password
+from .sessions import end_session, start_session
 from .tokens import issue_token, revoke_token
 
 bp = Blueprint("auth", __name__)
@@ -58,6 +59,8 @@ def login_submit() -> tuple[str, int] | Response:
         return render_template("auth/login.html", error=message, email=email,
                                next=request.form.get("next", "")), status
     login_user(result.user)
+    start_session(result.user)
+    db.session.commit()
     if result.user.must_change_password:
         return redirect(url_for("auth.change_password"))
     return redirect(safe_next(request.form.get("next"), url_for("main.index")))
@@ -69,6 +72,7 @@ def logout() -> Response:
     """End the session."""
     record("auth:logout", actor=Actor("user", current_user.id), subject_type="user",
            subject_id=current_user.id)
+    end_session()
     db.session.commit()
     logout_user()
     flash(_("You are logged out."), "info")

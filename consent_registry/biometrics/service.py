@@ -31,6 +31,7 @@ from ..consent.rules import effective_consent
 from ..consent.service import as_rule_record, effective_for, facts_of, policy
 from ..consent.texts import BIOMETRIC
 from ..db import db, utcnow
+from ..events import ConsentMayHaveEnded, subscribe
 from ..jobs import crontab, periodic_task
 from ..media.faces import oriented
 from ..media.ingest import PILLOW_FORMATS, Guess, IngestError, Limits, probe_photo, spool_stream
@@ -403,6 +404,14 @@ def enforce_biometric_consent(person: Person, at: datetime) -> int:
         clear_suggestions(person.id, actor=SYSTEM, reason=reason, kind=modality)
         deleted += len(references)
     return deleted
+
+
+@subscribe(name="biometrics", order=10)
+def references_when_consent_may_have_ended(event: ConsentMayHaveEnded) -> int:
+    """Delete the person's references when the change ended their biometric consent or they left."""
+    if not event.concerns(BIOMETRIC):
+        return 0
+    return enforce_biometric_consent(event.person, event.at)
 
 
 def purge_expired(at: datetime) -> int:

@@ -12,6 +12,7 @@ from flask import current_app
 
 from ..audit import Actor, record
 from ..db import db, utcnow
+from ..events import consent_may_have_ended
 from ..people.models import Guardian, Person
 from ..translate import _
 from .models import ConsentRecipient, ConsentRecord
@@ -189,12 +190,6 @@ def record_decision(
         "record_id": row.id, "channel": channel, "method": method, "decider": decider_kind,
         "guardian_id": guardian_id, "entered_by": entered_by, "possibly_scanner": scanner,
     })
-    # A decision may end the biometric consent: its face references go in this same transaction.
-    from ..biometrics.service import enforce_biometric_consent  # late: biometrics imports this module
-
-    enforce_biometric_consent(person, moment)
-    # A decision may end consent for a channel: what shows the person there comes down.
-    from ..publishing.takedown import takedowns_for_consent_change  # late: it imports this module
-
-    takedowns_for_consent_change(person, channel, moment)
+    # A decision may end the consent for its purpose: references and posts go in this transaction.
+    consent_may_have_ended(person, at=moment, purposes=frozenset({channel}))
     return row

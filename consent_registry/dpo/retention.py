@@ -65,7 +65,7 @@ def _expired_media(now: datetime) -> int:
             sa.select(Publication).where(Publication.media_id == media.id)).scalars().all()
         if not all(proof_ended(p, now) for p in publications):
             continue
-        keys = [media.storage_key, *(a.crop_key for a in media.appearances)]
+        keys = [media.storage_key, media.display_key, *(a.crop_key for a in media.appearances)]
         for publication in publications:
             keys.append(publication.rendition_key)
             publication.rendition_key = None

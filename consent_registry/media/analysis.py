@@ -40,6 +40,7 @@ from ..audit import SYSTEM, record
 from ..db import db, utcnow
 from ..jobs import crontab, enqueue, periodic_task, task
 from ..storage import get_storage
+from .display import prepare_display
 from .faces import Box, FaceEngine, crop, make_engine, oriented
 from .matching import MatchPolicy, Reference, Suggestion, suggest_many
 from .models import Appearance, Media
@@ -363,6 +364,8 @@ def analyse_media(media_id: int) -> None:
         record("media:analysis_failed", actor=SYSTEM, subject_type="media", subject_id=media_id,
                details={"reason": reason})
         db.session.commit()
+    if kind == "photo":
+        prepare_display(media_id)  # the pages' copy, made once here rather than on a first look
 
 
 @task()

@@ -634,7 +634,8 @@ def delete_media(media: Media, *, actor: Actor, storage: Storage) -> None:
     Rows go first: a failure after the commit leaves an unreferenced object (logged) rather than
     a row pointing at nothing.
     """
-    keys = [media.storage_key, *(a.crop_key for a in media.appearances if a.crop_key)]
+    keys = [media.storage_key, *([media.display_key] if media.display_key else []),
+            *(a.crop_key for a in media.appearances if a.crop_key)]
     record("media:delete", actor=actor, subject_type="media", subject_id=media.id,
            details={"kind": media.kind, "sha256": media.sha256,
                     "appearances": len(media.appearances)})

@@ -82,14 +82,16 @@ def _decided(media: Media, appearance_id: int | None, change: Any, message: str)
 def appearance_crop(media_id: int, appearance_id: int) -> Response:
     """The small picture of one face (or the snippet of one voice), for tagging and the person page."""
     appearance = _appearance_or_404(media_or_404(media_id), appearance_id)
-    if not appearance.crop_key:
+    crop_key, kind = appearance.crop_key, appearance.kind
+    if not crop_key:
         abort(404)
+    db.session.commit()  # no transaction (SQLite: the write lock) while storage answers
     try:
-        data = get_storage().get(appearance.crop_key)
+        data = get_storage().get(crop_key)
     except StorageKeyError:
         abort(404)
     # A voice keeps a short WAV snippet where a face keeps its JPEG crop.
-    response = Response(data, mimetype="audio/wav" if appearance.kind == "voice" else "image/jpeg")
+    response = Response(data, mimetype="audio/wav" if kind == "voice" else "image/jpeg")
     response.headers["Cache-Control"] = "private, max-age=3600"
     return response
 

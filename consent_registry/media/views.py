@@ -9,11 +9,11 @@ browsers without scripts: a multipart form with any number of files, answered wi
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 from typing import Any
 
+import sqlalchemy as sa
 from flask import (
     Blueprint,
     abort,
@@ -28,7 +28,6 @@ from flask import (
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext
 from flask_login import current_user
-from PIL import Image, ImageOps
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 from werkzeug.wsgi import wrap_file
@@ -43,6 +42,7 @@ from ..people.views import page_arg
 from ..publishing.service import ALBUM_MAX, ALBUM_MIN, connector_for
 from ..storage import StorageKeyError, get_storage
 from .analysis import start_analysis
+from .display import DISPLAY_MAX_SIDE, DisplayTooLarge, DisplayUnavailable, ensure_display
 from .ingest import EXTENSIONS, IngestError, Limits, delete_media, ingest_stream, readable_size
 from .models import MEDIA_STATUSES, Media, get_media, page_of_media
 
@@ -53,7 +53,6 @@ ALBUM_PUBLISHERS = ("admin", "communications")  # publish ticked photos together
 # The original file keeps every byte that was uploaded (EXIF with GPS among them): only the
 # roles that publish or supervise may fetch it, and each fetch is audited.
 ORIGINAL_VIEWERS = ("admin", "communications", "dpo")
-DISPLAY_MAX_SIDE = 1600
 _FORM_MIMETYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 KIND_LABELS = {"photo": lazy_gettext("Photo"), "video": lazy_gettext("Video"),
@@ -222,42 +221,50 @@ def detail(media_id: int) -> str:
                            **gate_context(media))
 
 
-def display_rendition(data: bytes, *, max_side: int = DISPLAY_MAX_SIDE) -> bytes:
-    """A photo as shown on the pages: turned upright, at most max_side pixels, no metadata, JPEG."""
-    with Image.open(io.BytesIO(data)) as img:
-        img.draft("RGB", (max_side, max_side))  # JPEG decodes straight at a smaller scale
-        upright = ImageOps.exif_transpose(img)
-        upright.thumbnail((max_side, max_side))
-        if upright.mode != "RGB":
-            flat = Image.new("RGB", upright.size, (255, 255, 255))
-            rgba = upright.convert("RGBA")
-            flat.paste(rgba, mask=rgba.getchannel("A"))
-            upright = flat
-        out = io.BytesIO()
-        upright.save(out, format="JPEG", quality=85)
-    return out.getvalue()
-
-
 @bp.get("/<int:media_id>/display")
 @allow(*ANY_ROLE)
-def display(media_id: int) -> Response:
-    """The photo for the pages: a smaller copy without its metadata (no GPS, no camera serial)."""
+def display(media_id: int) -> Response | tuple[str, int]:
+    """The photo for the pages: a smaller copy without its metadata (no GPS, no camera serial).
+
+    Served from the stored display rendition (made once, see media/display.py); no transaction
+    is open while it is read, or made when missing.
+    """
     media = media_or_404(media_id)
     if media.kind != "photo":
         abort(404)
     etag = f"display-{DISPLAY_MAX_SIDE}-{media.sha256}"
+    db.session.commit()  # nothing below needs the database open (SQLite: its write lock)
     if request.if_none_match.contains(etag):
         response = Response(status=304)
     else:
         try:
-            data = get_storage().get(media.storage_key)
-        except StorageKeyError:
-            log.error("media %s has no stored file", media.id)
+            data = _display_bytes(media_id)
+        except DisplayTooLarge:
+            log.warning("media %s is too large to show within the display budget", media_id)
+            return _("This photo is too large to show here."), 422
+        except DisplayUnavailable:
+            log.error("media %s has no stored file", media_id)
             abort(404)
-        response = Response(display_rendition(data), mimetype="image/jpeg")
+        response = Response(data, mimetype="image/jpeg")
     response.set_etag(etag)
     response.headers["Cache-Control"] = "private, no-cache"
     return response
+
+
+def _display_bytes(media_id: int) -> bytes:
+    """The stored display rendition's bytes, made first when missing or lost from storage."""
+    key = ensure_display(media_id)
+    try:
+        return get_storage().get(key)
+    except StorageKeyError:
+        # Lost from storage: forget the key (only if it is still this one) and make it again.
+        db.session.execute(sa.update(Media).where(Media.id == media_id, Media.display_key == key)
+                           .values(display_key=None))
+        db.session.commit()
+        try:
+            return get_storage().get(ensure_display(media_id))
+        except StorageKeyError:
+            raise DisplayUnavailable(f"media {media_id} has no display rendition") from None
 
 
 @bp.get("/<int:media_id>/original")

@@ -11,6 +11,7 @@ from sqlalchemy.orm import selectinload
 
 from ..audit import Actor, record
 from ..db import db, utcnow
+from ..events import consent_may_have_ended
 from ..translate import _
 from .models import Guardian, GuardianLink, Person
 from .schemas import GuardianIn, GuardianOut, PersonCreate, PersonOut, PersonPatch
@@ -20,6 +21,8 @@ WITH_GUARDIANS = selectinload(Person.guardian_links).selectinload(GuardianLink.g
 # Fields copied as they are from a validated input onto a Person.
 PERSON_FIELDS = ("external_id", "given_name", "family_name", "birth_date", "role", "email", "group",
                  "language")
+# The fields the consent rules read (`consent.service.facts_of`): a change may end a consent.
+CONSENT_FACTS = frozenset({"birth_date", "role", "status", "left_on", "guardians"})
 
 
 class PeopleError(ValueError):
@@ -101,7 +104,23 @@ def set_guardians(
     person: Person, guardians: list[GuardianIn], *, actor: Actor,
     known: GuardianDirectory | None = None,
 ) -> bool:
-    """Make the person's guardians exactly these; True when anything changed."""
+    """Make the person's guardians exactly these; True when anything changed.
+
+    Losing the guardian who consented (or, with both guardians required, gaining one who has not)
+    can end a consent: the change is announced, so references and posts go in this transaction.
+    """
+    changed = _apply_guardians(person, guardians, actor=actor, known=known)
+    if changed:
+        db.session.flush()
+        consent_may_have_ended(person, at=utcnow())
+    return changed
+
+
+def _apply_guardians(
+    person: Person, guardians: list[GuardianIn], *, actor: Actor,
+    known: GuardianDirectory | None = None,
+) -> bool:
+    """Link and unlink guardians until they are exactly these (audited); True when anything changed."""
     if person.role == "staff" and guardians:
         raise PeopleError("invalid", _("Staff members have no guardians."), field="guardians")
     wanted = {g.email: g for g in guardians}
@@ -124,13 +143,6 @@ def set_guardians(
         elif link.relation != data.relation:
             link.relation = data.relation
             changed = True
-    if changed:
-        # Losing the guardian who consented (or, with both guardians required, gaining one who
-        # has not) can end the biometric consent, and with it the keeping of face references.
-        from ..biometrics.service import enforce_biometric_consent  # late: avoids an import cycle
-
-        db.session.flush()
-        enforce_biometric_consent(person, utcnow())
     return changed
 
 
@@ -144,7 +156,9 @@ def create_person(
     _flush_or_conflict()
     record("person:create", actor=actor, subject_type="person", subject_id=person.id,
            details={"role": person.role})
-    set_guardians(person, data.guardians, actor=actor, known=known)
+    # Nothing announced: a person just added has no consent, reference or post that could end.
+    _apply_guardians(person, data.guardians, actor=actor, known=known)
+    db.session.flush()
     return person
 
 
@@ -196,8 +210,8 @@ def update_person(
             if getattr(outcome, name) != getattr(person, name):
                 setattr(person, name, getattr(outcome, name))
                 changed.append(name)
-    if patch.guardians is not None and set_guardians(person, patch.guardians, actor=actor,
-                                                     known=known):
+    if patch.guardians is not None and _apply_guardians(person, patch.guardians, actor=actor,
+                                                        known=known):
         changed.append("guardians")
     _flush_or_conflict()
     if changed:
@@ -207,17 +221,10 @@ def update_person(
         if "status" in changed:
             record("person:leave" if person.status == "left" else "person:return", actor=actor,
                    subject_type="person", subject_id=person.id)
-    if "status" in changed:
-        # Leaving ends the keeping of face references (guardian changes: see set_guardians)
-        # and, once the leaving date has come, what shows the person on any channel.
-        from ..biometrics.service import enforce_biometric_consent  # late: avoids an import cycle
-        from ..consent.service import channels
-        from ..publishing.takedown import takedowns_for_consent_change
-
-        now = utcnow()
-        enforce_biometric_consent(person, now)
-        for channel in channels():
-            takedowns_for_consent_change(person, channel, now)
+    if CONSENT_FACTS.intersection(changed):
+        # Who decides, whose answers count and until when all follow from these: a correction can
+        # end a consent, and what depended on it goes now, not at the hourly sweep.
+        consent_may_have_ended(person, at=utcnow())
     return changed
 
 

@@ -28,6 +28,7 @@ RENDITION_VIEWERS = ORIGINAL_VIEWERS  # admin, communications (they publish), dp
 def rendition(media_id: int) -> Response | tuple[str, int]:
     """The cleared rendition: blurred where staff chose `blur`, no metadata, re-encoded."""
     media = media_or_404(media_id)
+    extension = EXTENSIONS.get(media.kind, "bin")  # read now: the rendition ends the transaction
     try:
         made = publishable_rendition(media)
     except RenditionError as exc:
@@ -44,7 +45,7 @@ def rendition(media_id: int) -> Response | tuple[str, int]:
         response = Response(wrap_file(request.environ, handle), mimetype=made.content_type,
                             direct_passthrough=True)
         response.content_length = made.size
-        filename = f"media-{media_id}-published.{EXTENSIONS[media.kind]}"
+        filename = f"media-{media_id}-published.{extension}"
         disposition = "inline" if request.args.get("download") is None else "attachment"
         response.headers["Content-Disposition"] = f'{disposition}; filename="{filename}"'
         response.headers["Cache-Control"] = "private, no-cache"

@@ -2,7 +2,9 @@
 
 A decision that leaves a person's effective consent for a channel anything but granted (withdrawn,
 refused, expired, none, or the person left) puts every live, queued or publishing publication on
-that channel showing the person in `takedown_pending`, in the decision's own transaction. Facebook
+that channel showing the person in `takedown_pending`, in the decision's own transaction (this
+module subscribes to `events.ConsentMayHaveEnded`, which decisions and changes to the register
+announce: guardians, birth date, role, leaving). Facebook
 posts are deleted by `takedown_job`, retried with backoff until Facebook confirms (each retry
 audited); exports stay pending as a task for the communications officer, who removes the file by
 hand and marks it done. Consents that lapse with time are found by an hourly task.
@@ -19,6 +21,7 @@ from ..audit import SYSTEM, Actor, record
 from ..consent.rules import Effective
 from ..consent.service import channels, effective_for
 from ..db import db, utcnow
+from ..events import ConsentMayHaveEnded, subscribe
 from ..jobs import crontab, enqueue, enqueue_in, periodic_task, task
 from ..people.models import Person
 from ..translate import _
@@ -98,6 +101,19 @@ def takedowns_for_consent_change(person: Person, channel: str, at: datetime) -> 
         return 0
     return sum(request_takedown(publication, reason=reason, actor=SYSTEM, at=at, person_id=person.id)
                for publication in publications_showing(person.id, channel))
+
+
+@subscribe(name="publishing.takedown", order=20)
+def takedowns_when_consent_may_have_ended(event: ConsentMayHaveEnded) -> int:
+    """Re-evaluate each channel the person is shown on and take down where consent no longer holds."""
+    person, at = event.person, event.at
+    shown_on = db.session.execute(
+        sa.select(Publication.channel).join(PublicationPerson)
+        .where(PublicationPerson.person_id == person.id,
+               Publication.state.in_(TAKE_DOWN_STATES)).distinct()).scalars().all()
+    # Only channels with something up are evaluated: an import touching every pupil stays cheap.
+    return sum(takedowns_for_consent_change(person, channel, at)
+               for channel in sorted(shown_on) if event.concerns(channel))
 
 
 def takedowns_for_lapsed(at: datetime) -> int:

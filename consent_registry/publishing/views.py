@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -14,7 +15,7 @@ from ..db import db
 from ..jobs import enqueue
 from ..media.models import Media, get_media
 from ..people.models import Person
-from ..storage import get_storage
+from ..storage import StorageKeyError, get_storage
 from ..translate import _
 from .jobs import facebook_stopped_message, publish_job
 from .models import PUBLICATION_STATES, Publication
@@ -30,6 +31,7 @@ from .service import (
 from .takedown import TakedownError, confirm_removed_by_hand, takedown_on_request
 
 bp = Blueprint("publications", __name__, url_prefix="/publications")
+log = logging.getLogger(__name__)
 
 
 @bp.app_context_processor
@@ -228,11 +230,16 @@ def download(publication_id: int) -> Response:
     publication = _publication_or_404(publication_id)
     if publication.connector != "export" or not publication.rendition_key:
         abort(404)
-    data = get_storage().get(publication.rendition_key)
+    kind = _kind_of(publication)
     record("publication:download", actor=_actor(), subject_type="publication",
            subject_id=publication.id, details={"rendition_sha256": publication.rendition_sha256})
-    db.session.commit()
-    kind = _kind_of(publication)
+    key = publication.rendition_key
+    db.session.commit()  # audited first; no transaction (SQLite: the write lock) while storage reads
+    try:
+        data = get_storage().get(key)
+    except StorageKeyError:
+        log.error("publication %s has no stored rendition", publication.id)
+        abort(404)
     content_type = CONTENT_TYPES.get(kind, "application/octet-stream")
     name = f"publication-{publication.id}.{EXTENSIONS.get(kind, 'bin')}"
     return Response(data, mimetype=content_type, headers={
