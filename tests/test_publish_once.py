@@ -26,7 +26,7 @@ from consent_registry.publishing import slots
 from consent_registry.publishing.models import IdempotencyKey, Publication, PublicationSlot
 
 from api_helpers import api_caller, conforms
-from conftest import bearer, csrf_token
+from conftest import bearer
 
 PAGES_IN_ENGLISH = True
 PUBLISH = {"channel": "facebook", "caption": "Sports day", "attest": True}
