@@ -264,3 +264,27 @@ def test_the_page_form_sent_twice_creates_one_publication_and_asks_before_again(
     again = client.post(f"/publications/media/{media.id}", data=confirm)
     assert again.status_code == 302
     assert len(publications()) == 2 and len(graph.live_posts()) == 2
+
+
+def test_the_album_form_refuses_a_live_photo_and_asks_before_again(
+        app: Flask, logged_in, graph: Any) -> None:
+    """An album with a photo live on the channel: 409 naming it, a confirmation with every photo."""
+    first, _ada = tagged_photo(app)
+    second, _bob = tagged_photo(app, seed=2)
+    client = logged_in("communications")
+    single = {**_form(client.get(f"/media/{first.id}").get_data(as_text=True)),
+              "channel": "facebook", "attest": "yes"}
+    assert client.post(f"/publications/media/{first.id}", data=single).status_code == 302
+    listing = client.get("/media/?status=ready").get_data(as_text=True)
+    album = {**_form(listing), "channel": "facebook", "attest": "yes", "caption": "Trip",
+             "media_ids": [str(first.id), str(second.id)]}
+    refused = client.post("/publications/album", data=album)
+    assert refused.status_code == 409
+    page = refused.get_data(as_text=True)
+    confirm = page[page.index('id="publish-again"'):]
+    assert re.findall(r'name="media_ids" value="(\d+)"', confirm) == [str(first.id), str(second.id)]
+    assert len(publications()) == 1
+    again = {**_form(confirm), "media_ids": [str(first.id), str(second.id)]}
+    assert again["again"] == "yes"
+    assert client.post("/publications/album", data=again).status_code == 302
+    assert len(publications()) == 2 and len(graph.live_posts()) == 2
