@@ -47,8 +47,8 @@ def api_caller(app: Flask, tokens: dict[str, str], default_role: str) -> Api:
         if "json" in kwargs:
             kwargs["data"] = json.dumps(kwargs.pop("json")).encode()
             kwargs["content_type"] = "application/json"
-        response = client.open(f"/api/v1{path}", method=method, headers=bearer(tokens[role]),
-                               **kwargs)
+        headers = {**bearer(tokens[role]), **kwargs.pop("headers", {})}
+        response = client.open(f"/api/v1{path}", method=method, headers=headers, **kwargs)
         response.sent_body = kwargs.get("data", b"")  # type: ignore[attr-defined]
         return response
     return call

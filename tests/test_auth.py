@@ -219,8 +219,14 @@ def test_own_api_tokens_are_shown_once_and_revocable(app: Flask, logged_in) -> N
     assert api.get("/api/v1/people", headers=bearer(token)).status_code == 200
     assert token.encode() not in client.get("/account").data  # shown once only
     token_id = re.search(rb"/account/tokens/(\d+)/revoke", client.get("/account").data).group(1)
+    asked = client.get(f"/account/tokens/{token_id.decode()}/revoke").get_data(as_text=True)
+    assert 'class="danger"' in asked and "laptop" in asked
+    unconfirmed = client.post(f"/account/tokens/{token_id.decode()}/revoke",
+                              data={"csrf_token": csrf_token(client, "/account")})
+    assert unconfirmed.status_code == 303
+    assert api.get("/api/v1/people", headers=bearer(token)).status_code == 200  # not revoked yet
     client.post(f"/account/tokens/{token_id.decode()}/revoke",
-                data={"csrf_token": csrf_token(client, "/account")})
+                data={"csrf_token": csrf_token(client, "/account"), "confirmed": "yes"})
     assert api.get("/api/v1/people", headers=bearer(token)).status_code == 401
 
 

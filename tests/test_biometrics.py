@@ -664,10 +664,12 @@ def test_settings_form_switches_with_csrf_and_dpia(logged_in, engine: FakeFaceEn
     decide(person, "granted")
     enrolled(person)
     unconfirmed = admin.post("/settings/face-matching", data={"enabled": "0", "csrf_token": token})
-    assert unconfirmed.status_code == 422 and len(references()) == 1
-    assert "1 reference" in unconfirmed.get_data(as_text=True)
-    confirmed = admin.post("/settings/face-matching",
-                           data={"enabled": "0", "confirm": "1", "csrf_token": token})
+    assert unconfirmed.status_code == 200 and len(references()) == 1  # a page that asks first
+    asked = unconfirmed.get_data(as_text=True)
+    assert "(1 now)" in asked and 'class="danger"' in asked
+    assert 'name="confirmed" value="yes"' in asked and service.face_matching_enabled()
+    confirmed = admin.post("/settings/face-matching", data={
+        "enabled": "0", "confirm": "1", "confirmed": "yes", "csrf_token": token})
     assert confirmed.status_code == 303
     assert not service.face_matching_enabled() and references() == []
 

@@ -60,6 +60,7 @@ def test_erasing_after_a_publication_leaves_nothing_personal(app: Flask, tokens:
     admin = logged_in("admin")
     page = admin.get(f"/dpo/people/{person_id}/erase")
     assert page.status_code == 200 and GIVEN in page.get_data(as_text=True)
+    assert '<button type="submit" class="danger">' in page.get_data(as_text=True)  # styled apart
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)
     refused = admin.post(f"/dpo/people/{person_id}/erase", data={"confirm": "no", "csrf_token": token})
     assert refused.status_code == 422 and db.session.get(Person, person_id).erased_at is None

@@ -117,7 +117,7 @@ def test_every_other_write_route_refuses_the_dpo_and_changes_nothing(
                                               json={"attest": True, "enabled": False})
         else:
             response = client.open(url, method=method, data={
-                "csrf_token": token, "confirm": "1", "enabled": "0", "role": "admin",
+                "csrf_token": token, "confirm": "1", "confirmed": "yes", "enabled": "0", "role": "admin",
                 "active": "0", "decision": "granted", "channel": "facebook", "attest": "yes"})
         tried += 1
         if response.status_code != 403:

@@ -549,12 +549,19 @@ def test_delete_removes_files_rows_and_is_audited(api, folders) -> None:
 
 
 def test_the_site_deletes_with_csrf(api, logged_in, folders) -> None:
-    """The delete button on the detail page."""
+    """The delete button on the detail page leads to a page that asks; only its button deletes."""
     body = upload(api, image_bytes("PNG"), "x.png").get_json()
     client = logged_in("communications")
     token = csrf_token(client, f"/media/{body['id']}")
+    detail = client.get(f"/media/{body['id']}").get_data(as_text=True)
+    assert f'class="button danger" id="delete-item" href="/media/{body["id"]}/delete"' in detail
+    asked = client.get(f"/media/{body['id']}/delete").get_data(as_text=True)
+    assert 'class="danger"' in asked and 'name="confirmed" value="yes"' in asked
     assert client.post(f"/media/{body['id']}/delete").status_code == 400
     response = client.post(f"/media/{body['id']}/delete", data={"csrf_token": token})
+    assert response.status_code == 303 and len(media_rows()) == 1  # not confirmed: asks again
+    response = client.post(f"/media/{body['id']}/delete",
+                           data={"csrf_token": token, "confirmed": "yes"})
     assert response.status_code == 302 and media_rows() == []
     assert files_in(folders["uploads"]) == []
 

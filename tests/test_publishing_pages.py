@@ -72,7 +72,15 @@ def test_take_down_from_the_page(app: Flask, logged_in, graph: Any) -> None:
         "csrf_token": token, "channel": "facebook", "attest": "yes"})
     publication_id = int(response.headers["Location"].rstrip("/").rsplit("/", 1)[1])
     post_id = get(publication_id).post_id
+    page = client.get(f"/publications/{publication_id}").get_data(as_text=True)
+    assert f'href="/publications/{publication_id}/takedown"' in page  # a link to ask, not a form
+    asked = client.get(f"/publications/{publication_id}/takedown").get_data(as_text=True)
+    assert 'class="danger"' in asked and 'name="confirmed" value="yes"' in asked
     response = client.post(f"/publications/{publication_id}/takedown", data={"csrf_token": token})
+    assert response.status_code == 303  # unconfirmed: back to the question, nothing taken down
+    assert get(publication_id).state == "live" and graph.deleted == []
+    response = client.post(f"/publications/{publication_id}/takedown",
+                           data={"csrf_token": token, "confirmed": "yes"})
     assert response.status_code == 302
     assert get(publication_id).state == "taken_down" and post_id in graph.deleted
     assert events("publication:takedown_requested")[-1].details["reason"] == "by_staff"

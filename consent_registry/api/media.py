@@ -14,6 +14,7 @@ from ..media.analysis import start_analysis
 from ..media.ingest import IngestError, Limits, Spool, SpoolFactory, delete_media, ingest_spooled
 from ..media.models import MEDIA_KINDS, MEDIA_STATUSES, Media, get_media, page_of_media
 from ..media.schemas import MediaUploadFields, media_json, media_summary_json
+from ..publishing.slots import StillPublished, active_publications, holder_json
 from ..storage import get_storage
 from . import bp
 from .errors import ApiError, int_arg, page_size, validation_fields
@@ -139,6 +140,12 @@ def get_media_route(media_id: int) -> Response:
 @bp.delete("/media/<int:media_id>")
 @allow(*UPLOADERS)
 def delete_media_route(media_id: int) -> tuple[str, int]:
-    """Remove an item, its appearances and its stored files."""
-    delete_media(media_or_404(media_id), actor=_actor(), storage=get_storage())
+    """Remove an item, its appearances and its stored files; 409 while it is queued or live."""
+    try:
+        delete_media(media_or_404(media_id), actor=_actor(), storage=get_storage())
+    except StillPublished as exc:
+        holders = active_publications([exc.media_id])
+        raise ApiError(409, "still_published",
+                       _("This item is queued or live; take these publications down first."),
+                       extra={"publications": [holder_json(p) for p in holders]}) from None
     return "", 204

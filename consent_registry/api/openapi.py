@@ -32,6 +32,7 @@ from .dpo_files import PersonFileOut, PublicationProofOut  # G2
 from .gate import GateDecisionOut
 from .publications import (
     AlbumPublishIn,
+    LivePublication,
     PublicationOut,
     PublicationPage,
     PublishBlocker,
@@ -47,6 +48,8 @@ class ErrorDetail(BaseModel):
     message: str
     fields: dict[str, str] | None = None
     blockers: list[PublishBlocker] | None = None  # code "blocked": what the gate refuses
+    # already_published / still_published: the publications holding the item
+    publications: list[LivePublication] | None = None
 
 
 class ErrorBody(BaseModel):
@@ -329,10 +332,22 @@ _PUBLICATION_ID = {"name": "publication_id", "in": "path", "required": True,
                    "schema": {"type": "integer", "minimum": 1}}
 _PUBLISH_ERROR_TEXT = {
     409: "`blocked`: the publication gate blocks the item on the channel now; `blockers` lists "
-         "each appearance, person and reason",
+         "each appearance, person and reason. `already_published`: the item (for an album: one "
+         "of its photos) is queued or live on the channel; `publications` names each (id, "
+         "channel, state, since, post link); send `again: true` to publish it again",
     422: "Invalid fields: `unknown_channel`, `not_publishable` (only photos and videos go to "
-         "Facebook), a caption that is too long, a non-boolean attest",
+         "Facebook), a caption that is too long, a non-boolean attest, a malformed "
+         "Idempotency-Key; `idempotency_key_reused`: the key was used for a different request",
 }
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+    "description": "Any unique string (a UUID): a request repeated with the same key (per user) "
+                   "and the same body answers the same publication (201) and creates nothing; "
+                   "the same key with another body is refused (422 idempotency_key_reused)",
+}
+_CREATED = "Created and queued; `Location` names it. With a repeated Idempotency-Key: the " \
+           "publication that key created, in its state now"
 
 
 def _publication_paths() -> dict[str, Any]:
@@ -347,9 +362,11 @@ def _publication_paths() -> dict[str, Any]:
             "post": {
                 "operationId": "publishMedia",
                 "summary": "Publish the item on a channel: the gate is evaluated again; Facebook "
-                           "posts go out in the background, other channels are exports",
+                           "posts go out in the background, other channels are exports. An item "
+                           "is published once per channel: 409 already_published unless `again`",
+                "parameters": [_IDEMPOTENCY_KEY],
                 "requestBody": {"required": True, **_json(_ref(PublishIn))},
-                "responses": {"201": {"description": "Created and queued; `Location` names it",
+                "responses": {"201": {"description": _CREATED,
                                       **_json(_ref(PublishOut))},
                               **publish_errors},
             },
@@ -360,9 +377,12 @@ def _publication_paths() -> dict[str, Any]:
                 "summary": "Publish 2 to 10 ready photos as one Facebook post: the gate is "
                            "evaluated again for each; any blocked photo blocks the album (409, "
                            "each blocker with its media_id); 422 also for unknown, duplicate, "
-                           "non-photo or not yet analysed items and for export channels",
+                           "non-photo or not yet analysed items and for export channels; a "
+                           "photo queued or live on the channel: 409 already_published unless "
+                           "`again`",
+                "parameters": [_IDEMPOTENCY_KEY],
                 "requestBody": {"required": True, **_json(_ref(AlbumPublishIn))},
-                "responses": {"201": {"description": "Created and queued; `Location` names it",
+                "responses": {"201": {"description": _CREATED,
                                       **_json(_ref(PublishOut))},
                               **{s: r for s, r in publish_errors.items() if s != "404"}},
             },
@@ -615,8 +635,13 @@ def _paths() -> dict[str, Any]:
             },
             "delete": {
                 "operationId": "deleteMedia",
-                "summary": "Remove an item, its appearances and its stored files",
-                "responses": {"204": {"description": "Deleted"}, **_errors(401, 403, 404)},
+                "summary": "Remove an item, its appearances and its stored files; refused while "
+                           "it is queued or live on a channel",
+                "responses": {"204": {"description": "Deleted"}, **_errors(401, 403, 404),
+                              "409": {"description": "`still_published`: the item is queued or "
+                                                     "live; `publications` names each, to be taken "
+                                                     "down first",
+                                      **_json(_ref(ErrorBody))}},
             },
         },
         **_tagging_paths(),

@@ -13,9 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..auth.access import ANY_ROLE, allow
 from ..db import db
-from ..jobs import enqueue
 from ..media.models import Media, get_media
-from ..publishing.jobs import publish_job
+from ..publishing.asking import Asked, Key, ask_once
+from ..publishing.idempotency import KeyReused, request_hash, valid_key
 from ..publishing.models import CONNECTORS, PUBLICATION_STATES, Publication
 from ..publishing.service import (
     ALBUM_MAX,
@@ -29,6 +29,7 @@ from ..publishing.service import (
     request_album_publication,
     request_publication,
 )
+from ..publishing.slots import AlreadyPublished, active_publications, holder_json
 from ..publishing.takedown import TakedownError, takedown_on_request
 from . import bp
 from .errors import ApiError, int_arg, json_object, page_size, validated
@@ -49,6 +50,9 @@ class PublishIn(BaseModel):
     attest: bool = Field(default=False,
                          description="Literally true: every recognisable person is tagged "
                                      "(false or absent: the gate blocks with not_attested)")
+    again: bool = Field(default=False,
+                        description="Literally true: publish although the item is queued or live "
+                                    "on the channel already (else 409 already_published)")
 
 
 class AlbumPublishIn(PublishIn):
@@ -62,6 +66,19 @@ class PublishBlocker(GateBlocker):
     """A blocker of a publish attempt; for an album, the item it concerns."""
 
     media_id: int | None = Field(default=None, description="Albums: the photo this blocker is about")
+
+
+class LivePublication(BaseModel):
+    """A publication that holds an item's place on a channel (queued or live)."""
+
+    id: int
+    channel: str
+    state: Literal[PUBLICATION_STATES]  # type: ignore[valid-type]
+    since: datetime = Field(description="Live since (or asked at, while queued)")
+    post_id: str | None
+    post_url: str | None = Field(description="Where the post can be seen (Facebook); null for "
+                                             "exports and before it is live")
+    media_ids: list[int | None]
 
 
 class PublishOut(BaseModel):
@@ -137,25 +154,53 @@ def blocked_error(exc: PublishBlocked) -> ApiError:
 def publish_media(media_id: int) -> tuple[Response, int, dict[str, str]]:
     """Publish an item on a channel if the gate allows it now (201), else 409 with the blockers."""
     media = media_or_404(media_id)
-    data = validated(PublishIn, json_object())
+    document = json_object()
+    key = _idempotency_key(document)
+    data = validated(PublishIn, document)
     return _publish(lambda: request_publication(media, channel=data.channel, caption=data.caption,
-                                                attested=data.attest is True, actor=_actor()))
+                                                attested=data.attest is True, actor=_actor(),
+                                                again=data.again is True), key=key)
 
 
-def _publish(ask: Callable[[], Publication]) -> tuple[Response, int, dict[str, str]]:
-    """Ask for a publication: 422 when refused, 409 (keeping the gate:blocked events) when
-    blocked, else commit, queue the job and answer 201 with its state."""
+def _idempotency_key(document: dict[str, Any]) -> Key | None:
+    """The request's Idempotency-Key for this user and body, or None; a 422 if malformed."""
+    value = request.headers.get("Idempotency-Key")
+    if value is None:
+        return None
+    if not valid_key(value):
+        message = _("An Idempotency-Key is 1 to 255 visible ASCII characters.")
+        raise ApiError(422, "invalid", message, {"Idempotency-Key": message})
+    return Key(user_id=_actor().id or 0, value=value,
+               digest=request_hash(route=request.path, payload=document))
+
+
+def already_published_error(exc: AlreadyPublished) -> ApiError:
+    """The 409 of an item queued or live on the channel already, naming those publications."""
+    holders = active_publications(exc.media_ids, channel=exc.channel)
+    return ApiError(409, "already_published",
+                    _('This item is already queued or live on this channel; send "again": '
+                      'true to publish it again.'),
+                    extra={"publications": [holder_json(p) for p in holders]})
+
+
+def _publish(ask: Callable[[], Publication], *,
+             key: Key | None) -> tuple[Response, int, dict[str, str]]:
+    """Ask for a publication once per key: 422 when refused, 409 (keeping the gate:blocked
+    events) when blocked, 409 when already published, else 201 with its state (a replayed key:
+    the same publication, 201)."""
     try:
-        publication = ask()
+        asked: Asked = ask_once(ask, key=key)
     except PublishRefused as exc:
-        db.session.rollback()
         raise _refused(exc) from None
     except PublishBlocked as exc:
-        db.session.commit()
         raise blocked_error(exc) from None
-    publication_id = publication.id
-    db.session.commit()
-    enqueue(publish_job, publication_id)
+    except AlreadyPublished as exc:
+        raise already_published_error(exc) from None
+    except KeyReused:
+        message = _("This Idempotency-Key was used for a different request.")
+        raise ApiError(422, "idempotency_key_reused", message,
+                       {"Idempotency-Key": message}) from None
+    publication_id = asked.publication_id
     publication = _publication_or_404(publication_id)
     db.session.refresh(publication)
     return (jsonify({"publication_id": publication.id, "post_id": publication.post_id,
@@ -174,7 +219,9 @@ def _refused(exc: PublishRefused) -> ApiError:
 def publish_album() -> tuple[Response, int, dict[str, str]]:
     """Publish 2 to 10 photos as one post if the gate allows each now (201), else 409 with the
     blockers of every item (each with its media_id)."""
-    data = validated(AlbumPublishIn, json_object())
+    document = json_object()
+    key = _idempotency_key(document)
+    data = validated(AlbumPublishIn, document)
     items: list[Media] = []
     for media_id in data.media_ids:
         media = get_media(media_id) if 0 < media_id < 2**31 else None
@@ -184,7 +231,7 @@ def publish_album() -> tuple[Response, int, dict[str, str]]:
         items.append(media)
     return _publish(lambda: request_album_publication(
         items, channel=data.channel, caption=data.caption, attested=data.attest is True,
-        actor=_actor()))
+        actor=_actor(), again=data.again is True), key=key)
 
 
 @bp.get("/publications")

@@ -9,6 +9,7 @@ from flask_login import current_user, login_user, logout_user
 from werkzeug.wrappers import Response
 
 from ..audit import Actor, record
+from ..confirm import confirmation_page, confirmed
 from ..db import db
 from ..i18n import safe_next
 from .access import ANY_ROLE, allow, allow_public
@@ -133,13 +134,37 @@ def create_token() -> str:
     return render_template("auth/account.html", tokens=_own_tokens(), new_token=token)
 
 
+def _own_token(token_id: int) -> ApiToken | None:
+    """One of your own tokens by id, or None."""
+    api_token = db.session.get(ApiToken, token_id) if token_id < 2**31 else None
+    return api_token if api_token is not None and api_token.user_id == current_user.id else None
+
+
+@bp.get("/account/tokens/<int:token_id>/revoke")
+@allow(*ANY_ROLE)
+def revoke_token_page(token_id: int) -> tuple[str, int] | Response:
+    """Ask before revoking one of your own tokens."""
+    api_token = _own_token(token_id)
+    if api_token is None or api_token.revoked_at is not None:
+        flash(_("No such token."), "error")
+        return redirect(url_for("auth.account"))
+    return confirmation_page(
+        title=_("Revoke the token %(label)s?", label=api_token.label),
+        explanation=[_("Every program using this token stops working at once. This cannot be "
+                       "undone; a new token can be made.")],
+        action=url_for("auth.revoke_own_token", token_id=api_token.id),
+        button=_("Yes, revoke it"), cancel=url_for("auth.account"))
+
+
 @bp.post("/account/tokens/<int:token_id>/revoke")
 @allow(*ANY_ROLE)
 def revoke_own_token(token_id: int) -> Response:
-    """Revoke one of your own tokens."""
-    api_token = db.session.get(ApiToken, token_id) if token_id < 2**31 else None
-    if api_token is None or api_token.user_id != current_user.id:
+    """Revoke one of your own tokens, once confirmed."""
+    api_token = _own_token(token_id)
+    if api_token is None:
         flash(_("No such token."), "error")
+    elif not confirmed():
+        return redirect(url_for("auth.revoke_token_page", token_id=token_id), 303)
     else:
         revoke_token(api_token, actor=Actor("user", current_user.id))
         db.session.commit()

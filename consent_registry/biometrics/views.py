@@ -12,6 +12,7 @@ from werkzeug.wrappers import Response
 
 from ..audit import Actor
 from ..auth.access import allow
+from ..confirm import confirmation_page, confirmed
 from ..db import db, utcnow
 from ..people.models import Person
 from ..people.views import WRITERS as PEOPLE_WRITERS
@@ -124,6 +125,17 @@ def _settings_page(modality: str, *, values: dict[str, Any] | None = None,
     ), status
 
 
+def _off_confirmation(modality: str, *, values: dict[str, str], count: int) -> tuple[str, int]:
+    """The page that asks before switching matching off (and deleting every reference)."""
+    texts = TEXTS[modality]
+    return confirmation_page(
+        title=_("Switch off: %(what)s", what=texts["title"]),
+        explanation=[str(texts["off_warning"]) % {"n": count}],
+        action=url_for(_ENDPOINTS[modality][1]), button=_("Yes, switch it off"),
+        cancel=url_for(_ENDPOINTS[modality][0]),
+        fields=[("enabled", "0"), ("dpia_reference", values["dpia_reference"]), ("confirm", "1")])
+
+
 def _settings_submit(modality: str) -> tuple[str, int] | Response:
     """Switch matching on with a DPIA reference, or off after confirming the deletions."""
     texts = TEXTS[modality]
@@ -134,6 +146,8 @@ def _settings_submit(modality: str) -> tuple[str, int] | Response:
                               status=422)
     enabled = values["enabled"] == "1"
     count = _reference_count(modality)
+    if not enabled and matching_setting(modality).enabled and not confirmed():
+        return _off_confirmation(modality, values=values, count=count)
     if not enabled and count and request.form.get("confirm") != "1":
         return _settings_page(modality, values=values, status=422,
                               errors={"confirm": str(texts["confirm_error"]) % {"n": count}})

@@ -32,6 +32,7 @@ from ..jobs import crontab, periodic_task
 from ..media.models import Media
 from ..people.models import Person
 from ..publishing.models import Publication, PublicationPerson
+from ..publishing.slots import StillPublished, prepare_delete
 from .erasure import delete_after_commit, delete_consent_records, erase_person, was_published
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,10 @@ def _expired_media(now: datetime) -> int:
         publications = db.session.execute(
             sa.select(Publication).where(Publication.media_id == media.id)).scalars().all()
         if not all(proof_ended(p, now) for p in publications):
+            continue
+        try:  # also an album's photo: never delete what is queued or live (its slot refuses it)
+            prepare_delete(media.id)
+        except StillPublished:
             continue
         keys = [media.storage_key, media.display_key, *(a.crop_key for a in media.appearances)]
         for publication in publications:

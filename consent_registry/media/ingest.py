@@ -38,6 +38,7 @@ from PIL import ExifTags, Image, ImageFile
 
 from ..audit import Actor, record
 from ..db import db
+from ..publishing.slots import StillPublished, prepare_delete
 from ..storage import Storage
 from ..translate import _
 from .models import Media
@@ -631,15 +632,26 @@ def ingest_stream(
 def delete_media(media: Media, *, actor: Actor, storage: Storage) -> None:
     """Remove an item's rows (audited, committed), then its stored files.
 
-    Rows go first: a failure after the commit leaves an unreferenced object (logged) rather than
-    a row pointing at nothing.
+    An item queued or live on a channel raises StillPublished (nothing written): the proof of a
+    live post keeps its item until the post is taken down. Rows go first: a failure after the
+    commit leaves an unreferenced object (logged) rather than a row pointing at nothing.
     """
+    media_id = media.id
+    try:
+        prepare_delete(media_id)
+    except StillPublished:
+        db.session.rollback()
+        raise
     keys = [media.storage_key, *([media.display_key] if media.display_key else []),
             *(a.crop_key for a in media.appearances if a.crop_key)]
     record("media:delete", actor=actor, subject_type="media", subject_id=media.id,
            details={"kind": media.kind, "sha256": media.sha256,
                     "appearances": len(media.appearances)})
     db.session.delete(media)
-    db.session.commit()
+    try:
+        db.session.commit()
+    except sa.exc.IntegrityError:  # a publication took a slot since the check
+        db.session.rollback()
+        raise StillPublished(media_id) from None
     for key in keys:
         _delete_quietly(storage, key)

@@ -36,10 +36,12 @@ from ..api.errors import ApiError, error_response
 from ..api.media import FORM_OVERHEAD, ingest_error, upload_fields
 from ..audit import Actor, record
 from ..auth.access import ANY_ROLE, allow
+from ..confirm import confirmation_page, confirmed
 from ..consent.service import channels
 from ..db import db
 from ..people.views import page_arg
 from ..publishing.service import ALBUM_MAX, ALBUM_MIN, connector_for
+from ..publishing.slots import StillPublished, active_publications
 from ..storage import StorageKeyError, get_storage
 from .analysis import start_analysis
 from .display import DISPLAY_MAX_SIDE, DisplayTooLarge, DisplayUnavailable, ensure_display
@@ -213,12 +215,13 @@ def detail(media_id: int) -> str:
     media = media_or_404(media_id)
     name = media.title or media.original_name or _("Item %(id)d", id=media.id)
     from ..publishing.gate_views import gate_context
+    from ..publishing.slots import active_publications
     from .tagging_views import tagging_context
 
     return render_template("media/detail.html", media=media, name=name,
                            can_view_original=current_user.role in ORIGINAL_VIEWERS,
                            can_delete=current_user.role in UPLOADERS, **tagging_context(media),
-                           **gate_context(media))
+                           **gate_context(media), live_publications=active_publications([media.id]))
 
 
 @bp.get("/<int:media_id>/display")
@@ -297,11 +300,39 @@ def original(media_id: int) -> Response:
         raise
 
 
+def _delete_page(media: Media, *, status: int = 200) -> tuple[str, int]:
+    """What deleting the item loses, and the button; while it is queued or live, why it cannot."""
+    name = media.title or media.original_name or _("Item %(id)d", id=media.id)
+    return confirmation_page(
+        title=_("Delete %(name)s?", name=name),
+        explanation=[_("The file, the people found in it and their tags are deleted. "
+                       "Publications keep their proof. This cannot be undone.")],
+        action=url_for("media.delete", media_id=media.id), button=_("Yes, delete this item"),
+        cancel=url_for("media.detail", media_id=media.id),
+        holders=active_publications([media.id]), status=status,
+        refusal=_("This item is queued or live on these channels: take these publications down "
+                  "before deleting it."))
+
+
+@bp.get("/<int:media_id>/delete")
+@allow(*UPLOADERS)
+def delete_page(media_id: int) -> tuple[str, int]:
+    """Ask before deleting an item."""
+    return _delete_page(media_or_404(media_id))
+
+
 @bp.post("/<int:media_id>/delete")
 @allow(*UPLOADERS)
-def delete(media_id: int) -> Response:
-    """Remove an item, the people found in it and its stored files."""
-    delete_media(media_or_404(media_id), actor=_actor(), storage=get_storage())
+def delete(media_id: int) -> Response | tuple[str, int]:
+    """Remove an item, the people found in it and its stored files, once confirmed; 409 while
+    it is queued or live."""
+    media = media_or_404(media_id)
+    if not confirmed():
+        return redirect(url_for("media.delete_page", media_id=media_id), 303)
+    try:
+        delete_media(media, actor=_actor(), storage=get_storage())
+    except StillPublished:
+        return _delete_page(media_or_404(media_id), status=409)
     flash(_("The media item has been deleted."), "success")
     return redirect(url_for("media.list_media"))
 

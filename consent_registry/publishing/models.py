@@ -109,3 +109,45 @@ class PublicationMedia(db.Model):
 
     __table_args__ = (sa.UniqueConstraint("publication_id", "position",
                                           name="uq_publication_media_position"),)
+
+
+class PublicationSlot(db.Model):
+    """An item's place on a channel, taken by a publication: the database's guard against twice.
+
+    Every publication takes one slot per item it shows. The unique (media_id, channel, number)
+    makes two requests racing for the same item and channel produce one publication: the first
+    takes number 0, the second fails on the constraint. A slot whose publication has failed or
+    was taken down is stale and removed by the next request; an explicit "publish again" takes
+    the next number. The foreign key to the item has no cascade: an item with a slot cannot be
+    deleted, so nothing live is deleted out from under its proof.
+    """
+
+    __tablename__ = "publication_slots"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    media_id: Mapped[int] = mapped_column(sa.ForeignKey("media.id"))
+    channel: Mapped[str] = mapped_column(sa.String(32))
+    number: Mapped[int] = mapped_column()
+    publication_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("publications.id", ondelete="CASCADE"), index=True)
+
+    __table_args__ = (sa.UniqueConstraint("media_id", "channel", "number",
+                                          name="uq_publication_slot"),)
+
+
+class IdempotencyKey(db.Model):
+    """A publish request's Idempotency-Key per user: the same key answers the same publication."""
+
+    __tablename__ = "idempotency_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(sa.String(255))
+    # SHA-256 of what was asked (route and body): the same key with another body is refused.
+    request_hash: Mapped[str] = mapped_column(sa.String(64))
+    # The publication the first request created: a replay answers it again (201, its state now).
+    publication_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("publications.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (sa.UniqueConstraint("user_id", "key", name="uq_idempotency_key"),)

@@ -22,6 +22,7 @@ from ..translate import _
 from .gate import GateDecision
 from .gate_service import gate_for
 from .models import PUBLICATION_STATES, Publication, PublicationMedia, PublicationPerson
+from .slots import refuse_if_active, take_slots
 
 CAPTION_MAX_LENGTH = 2000
 # Photos in one album post. Facebook takes more through attached_media; ten keeps posts reviewable.
@@ -116,15 +117,18 @@ def blocker_reasons(decision: GateDecision) -> list[str]:
 
 def request_publication(media: Media, *, channel: str, caption: str | None, attested: bool,
                         actor: Actor, known_channels: tuple[str, ...] | None = None,
-                        at: datetime | None = None) -> Publication:
+                        at: datetime | None = None, again: bool = False) -> Publication:
     """Create a queued publication if the gate allows it now; else audit and raise PublishBlocked.
 
-    The caller commits (also after PublishBlocked, so the `gate:blocked` event is kept) and then
-    queues `publish_job` with the returned publication's id.
+    An item queued or live on the channel raises AlreadyPublished unless `again` (a human
+    explicitly publishes it again); the caller then rolls back. The caller commits (also after
+    PublishBlocked, so the `gate:blocked` event is kept) and then queues `publish_job` with the
+    returned publication's id.
     """
     moment = at or utcnow()
     check_request(kind=media.kind, channel=channel, known_channels=known_channels or channels(),
                   caption=caption)
+    refuse_if_active([media.id], channel=channel, again=again)
     decision = gate_for(media, channel, attested=attested, at=moment)
     if not decision.allowed:
         record("gate:blocked", actor=actor, subject_type="media", subject_id=media.id,
@@ -140,9 +144,11 @@ def request_publication(media: Media, *, channel: str, caption: str | None, atte
     publication.people = [PublicationPerson(person_id=pid) for pid in sorted(shown_people(media))]
     db.session.add(publication)
     db.session.flush()
+    take_slots(publication, media_ids=[media.id], channel=channel, again=again)
     record("publication:create", actor=actor, subject_type="publication", subject_id=publication.id,
            details={"media_id": media.id, "channel": channel, "connector": publication.connector,
-                    "person_ids": [p.person_id for p in publication.people], "attested": attested})
+                    "person_ids": [p.person_id for p in publication.people], "attested": attested,
+                    **({"again": True} if again else {})})
     return publication
 
 
@@ -191,8 +197,11 @@ def check_album(media_items: Sequence[Media], *, channel: str,
 def request_album_publication(media_items: Sequence[Media], *, channel: str, caption: str | None,
                               attested: bool, actor: Actor,
                               known_channels: tuple[str, ...] | None = None,
-                              at: datetime | None = None) -> Publication:
+                              at: datetime | None = None, again: bool = False) -> Publication:
     """Create one queued publication of 2 to 10 photos posted together, if the gate allows each now.
+
+    Each photo follows the single item's rule: one queued or live on the channel (alone or in
+    another album) raises AlreadyPublished unless `again`.
 
     The gate is evaluated for every item at the same moment, in the caller's transaction. Any
     blocked item blocks the album: one `gate:blocked` event per blocked item, then PublishBlocked
@@ -203,6 +212,7 @@ def request_album_publication(media_items: Sequence[Media], *, channel: str, cap
     items = list(media_items)
     check_album(items, channel=channel, known_channels=known_channels or channels(),
                 caption=caption)
+    refuse_if_active([m.id for m in items], channel=channel, again=again)
     decisions = [(media, gate_for(media, channel, attested=attested, at=moment)) for media in items]
     blocked = [(media.id, decision) for media, decision in decisions if not decision.allowed]
     if blocked:
@@ -231,10 +241,11 @@ def request_album_publication(media_items: Sequence[Media], *, channel: str, cap
     publication.people = [PublicationPerson(person_id=pid) for pid in shown]
     db.session.add(publication)
     db.session.flush()
+    take_slots(publication, media_ids=[m.id for m in items], channel=channel, again=again)
     record("publication:create", actor=actor, subject_type="publication", subject_id=publication.id,
            details={"media_id": first.id, "media_ids": [m.id for m in items], "channel": channel,
                     "connector": publication.connector, "person_ids": shown,
-                    "attested": attested})
+                    "attested": attested, **({"again": True} if again else {})})
     return publication
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import uuid
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
@@ -11,13 +12,15 @@ from flask_login import current_user
 
 from ..audit import Actor, record
 from ..auth.access import ANY_ROLE, allow
+from ..confirm import confirmation_page, confirmed
 from ..db import db
-from ..jobs import enqueue
 from ..media.models import Media, get_media
 from ..people.models import Person
 from ..storage import StorageKeyError, get_storage
 from ..translate import _
-from .jobs import facebook_stopped_message, publish_job
+from .asking import Asked, Key, ask_once
+from .idempotency import KeyReused, request_hash, valid_key
+from .jobs import facebook_stopped_message
 from .models import PUBLICATION_STATES, Publication
 from .renditions import CONTENT_TYPES, EXTENSIONS
 from .service import (
@@ -28,6 +31,7 @@ from .service import (
     request_album_publication,
     request_publication,
 )
+from .slots import AlreadyPublished, active_publications, post_url, since
 from .takedown import TakedownError, confirm_removed_by_hand, takedown_on_request
 
 bp = Blueprint("publications", __name__, url_prefix="/publications")
@@ -40,6 +44,12 @@ def _channel_titles() -> dict[str, Any]:
     from .gate_views import channel_titles
 
     return {"channel_title": lambda code: channel_titles().get(code, code)}
+
+
+@bp.app_context_processor
+def _publish_forms() -> dict[str, Any]:
+    """`new_form_key()`: a fresh idempotency key for a publish form; `post_url`, `live_since`."""
+    return {"new_form_key": lambda: uuid.uuid4().hex, "post_url": post_url, "live_since": since}
 
 PUBLISHERS = ("admin", "communications")
 DOWNLOADERS = ("admin", "communications", "dpo")
@@ -100,34 +110,71 @@ def detail(publication_id: int) -> str:
     )
 
 
+def _form_key() -> Key | None:
+    """The form's idempotency key (made when the form was shown) for this user and these values."""
+    value = request.form.get("idempotency_key", "")
+    if not valid_key(value):
+        return None
+    fields = {name: request.form.getlist(name) for name in sorted(request.form)
+              if name not in ("csrf_token", "idempotency_key")}
+    return Key(user_id=current_user.id, value="page:" + value,
+               digest=request_hash(route=request.path, payload=fields))
+
+
+def _started(asked: Asked) -> Response:
+    """To the publication's progress; a repeated form (double click, back button) creates nothing."""
+    if asked.replayed:
+        flash(_("This form was sent already; this page shows the publication it started."), "info")
+    else:
+        flash(_("Publishing has started; this page shows how far it is."), "success")
+    return redirect(url_for("publications.detail", publication_id=asked.publication_id))
+
+
+def _already(exc: AlreadyPublished, *, media: Media | None, items: list[Media]) -> tuple[str, int]:
+    """The page naming the live publications, with a separate confirmation to publish again."""
+    return render_template(
+        "publications/already.html", media=media, items=items, channel=exc.channel,
+        holders=active_publications(exc.media_ids, channel=exc.channel),
+        caption=request.form.get("caption", ""), attest=request.form.get("attest") == "yes"), 409
+
+
+def _form_reused(media: Media | None, channel: str) -> tuple[str, int]:
+    """The page for a form sent again with other values under the same key."""
+    return render_template(
+        "publications/blocked.html", media=media, album=media is None, items={}, blockers=[],
+        names={}, channel=channel,
+        error=_("This form was sent already with other values. Open the item again to publish.")), 409
+
+
 @bp.post("/media/<int:media_id>")
 @allow(*PUBLISHERS)
 def publish(media_id: int) -> Response | tuple[str, int]:
-    """Publish from the media page; blocked: the blockers; else to the publication's progress."""
+    """Publish from the media page; blocked: the blockers; live already: ask to confirm again;
+    else to the publication's progress."""
     media = get_media(media_id)
     if media is None:
         abort(404)
     channel = request.form.get("channel", "")
     caption = request.form.get("caption", "").strip() or None
     attested = request.form.get("attest") == "yes"
+    again = request.form.get("again") == "yes"
     try:
-        publication = request_publication(media, channel=channel, caption=caption,
-                                          attested=attested, actor=_actor())
+        asked = ask_once(lambda: request_publication(
+            media, channel=channel, caption=caption, attested=attested, actor=_actor(),
+            again=again), key=_form_key())
     except PublishRefused as exc:
-        db.session.rollback()
         return render_template("publications/blocked.html", media=media, blockers=[],
                                error=exc.message, names={}, channel=channel), 422
     except PublishBlocked as exc:
-        db.session.commit()  # keeps the gate:blocked event
         blockers = [b.as_json() for b in exc.decision.blockers]
         return render_template(
             "publications/blocked.html", media=media, blockers=blockers, error=None, channel=channel,
             names=_names([b["person_id"] for b in blockers if b["person_id"]])), 409
-    publication_id = publication.id
-    db.session.commit()
-    enqueue(publish_job, publication_id)
-    flash(_("Publishing has started; this page shows how far it is."), "success")
-    return redirect(url_for("publications.detail", publication_id=publication_id))
+    except AlreadyPublished as exc:
+        return _already(exc, media=get_media(media_id), items=[])
+    except KeyReused:
+        return _form_reused(get_media(media_id), channel)
+    return _started(asked)
 
 
 def _album_ids() -> list[int] | None:
@@ -143,10 +190,12 @@ def _album_ids() -> list[int] | None:
 @bp.post("/album")
 @allow(*PUBLISHERS)
 def publish_album() -> Response | tuple[str, int]:
-    """Publish the photos ticked on the media list as one post; blocked: every item's blockers."""
+    """Publish the photos ticked on the media list as one post; blocked: every item's blockers;
+    a photo live already: ask to confirm again."""
     channel = request.form.get("channel", "")
     caption = request.form.get("caption", "").strip() or None
     attested = request.form.get("attest") == "yes"
+    again = request.form.get("again") == "yes"
 
     def refused(message: str) -> tuple[str, int]:
         return render_template("publications/blocked.html", album=True, items={}, media=None,
@@ -162,30 +211,48 @@ def publish_album() -> Response | tuple[str, int]:
             return refused(_("No media item with id %(id)s.", id=media_id))
         items.append(media)
     try:
-        publication = request_album_publication(items, channel=channel, caption=caption,
-                                                attested=attested, actor=_actor())
+        asked = ask_once(lambda: request_album_publication(
+            items, channel=channel, caption=caption, attested=attested, actor=_actor(),
+            again=again), key=_form_key())
     except PublishRefused as exc:
-        db.session.rollback()
         return refused(exc.message)
     except PublishBlocked as exc:
-        db.session.commit()  # keeps the gate:blocked events
         blockers = exc.blockers_json()
         return render_template(
             "publications/blocked.html", album=True, items={m.id: m for m in items}, media=None,
             blockers=blockers, error=None, channel=channel,
             names=_names([b["person_id"] for b in blockers if b["person_id"]])), 409
-    publication_id = publication.id
-    db.session.commit()
-    enqueue(publish_job, publication_id)
-    flash(_("Publishing has started; this page shows how far it is."), "success")
-    return redirect(url_for("publications.detail", publication_id=publication_id))
+    except AlreadyPublished as exc:
+        return _already(exc, media=None, items=[m for i in ids if (m := get_media(i))])
+    except KeyReused:
+        return _form_reused(None, channel)
+    return _started(asked)
+
+
+@bp.get("/<int:publication_id>/takedown")
+@allow(*PUBLISHERS)
+def take_down_page(publication_id: int) -> tuple[str, int]:
+    """Ask before taking a publication down."""
+    from .gate_views import channel_titles
+
+    publication = _publication_or_404(publication_id)
+    return confirmation_page(
+        title=_("Take publication %(id)d down?", id=publication.id),
+        explanation=[_("The post is removed from %(channel)s; it cannot be put back, only "
+                       "published again.", channel=channel_titles().get(publication.channel,
+                                                                       publication.channel))],
+        action=url_for("publications.take_down", publication_id=publication.id),
+        button=_("Yes, take it down"),
+        cancel=url_for("publications.detail", publication_id=publication.id))
 
 
 @bp.post("/<int:publication_id>/takedown")
 @allow(*PUBLISHERS)
 def take_down(publication_id: int) -> Response:
-    """Take a publication down on request."""
+    """Take a publication down on request, once confirmed."""
     publication = _publication_or_404(publication_id)
+    if not confirmed():
+        return redirect(url_for("publications.take_down_page", publication_id=publication_id), 303)
     try:
         takedown_on_request(publication, actor=_actor())
     except TakedownError as exc:
