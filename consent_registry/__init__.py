@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask
 from flask_login import LoginManager
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
 from . import errors, i18n, jobs, mail, storage
@@ -22,7 +23,7 @@ from .config import (
 )
 from .db import db, migrate
 from .media.matching import policy_from_settings
-from .ratelimit import limiter
+from .ratelimit import limiter, storage_uri
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 login_manager = LoginManager()
@@ -65,8 +66,23 @@ def _configure(
     if database_url.startswith("postgresql://"):
         database_url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
     cfg["SQLALCHEMY_DATABASE_URI"] = database_url
+    cfg["RATELIMIT_STORAGE_URI"] = storage_uri(cfg)
     if cfg.get("STORAGE", "local") == "local":
         Path(cfg["UPLOAD_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def _trust_proxies(app: Flask) -> None:
+    """Believe X-Forwarded-For/-Proto from exactly TRUSTED_PROXIES proxies, and no one else.
+
+    Behind a proxy every request comes from the proxy's address: the login throttle and the
+    public pages' limit would count all users as one. With 0 the headers are ignored, so a
+    client cannot choose its own address by writing them.
+    """
+    proxies = int(app.config["TRUSTED_PROXIES"])
+    if proxies < 0:
+        raise RuntimeError("CONSENT_REGISTRY_TRUSTED_PROXIES must be 0 or more")
+    if proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -152,6 +168,7 @@ def create_app(
     instance_path = environ.get("CONSENT_REGISTRY_INSTANCE_PATH")
     app = Flask(__name__, instance_path=instance_path and str(Path(instance_path).resolve()))
     _configure(app, config, environ)
+    _trust_proxies(app)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))

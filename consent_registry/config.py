@@ -122,9 +122,15 @@ class BaseConfig:
     FACEBOOK_APP_ID: str | None = None  # needed for video uploads (resumable upload sessions)
     FACEBOOK_GRAPH_URL = "https://graph.facebook.com"
     FACEBOOK_GRAPH_VERSION = "v24.0"
-    # Public pages (answer, manage, withdraw) are rate-limited per client address.
-    RATELIMIT_STORAGE_URI = "memory://"
-    PUBLIC_RATE_LIMIT = "60 per minute"
+    # Public pages (answer, manage, withdraw) are rate-limited per client address, generously (a
+    # school's parents' evening shares one address), and per link. Storage None: Redis when jobs
+    # are in Redis (counts shared by every process), else memory (per process).
+    RATELIMIT_STORAGE_URI: str | None = None
+    PUBLIC_RATE_LIMIT = "600 per minute"
+    PUBLIC_LINK_RATE_LIMIT = "30 per minute"
+    # Reverse proxies in front of the site that set X-Forwarded-For and X-Forwarded-Proto; 0: none,
+    # the headers are ignored (a client could write them itself).
+    TRUSTED_PROXIES = 0
     TESTING = False
 
 
