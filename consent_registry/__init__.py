@@ -17,8 +17,10 @@ from .auth.access import allow_public, csrf, enforce_access, undeclared_endpoint
 from .config import (
     BaseConfig,
     check_production_key,
+    check_public_url,
     choose_config,
     load_or_create_secret_key,
+    served_url,
     settings_from_environment,
 )
 from .db import db, migrate
@@ -57,6 +59,8 @@ def _configure(
     if not cfg.get("SECRET_KEY"):
         cfg["SECRET_KEY"] = load_or_create_secret_key(Path(app.instance_path))
     check_production_key(cfg["ENV"], cfg["SECRET_KEY"])
+    check_public_url(cfg["ENV"], cfg.get("PUBLIC_URL"))
+    cfg["PUBLIC_URL"] = cfg.get("PUBLIC_URL") or served_url(environ)
     # A mistyped matching threshold should stop the start, not every later analysis.
     cfg["MATCH_POLICY"] = policy_from_settings(cfg)
     cfg["VOICE_MATCH_POLICY"] = policy_from_settings(cfg, prefix="VOICE_")

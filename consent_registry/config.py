@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,9 @@ class BaseConfig:
     # other work (another job, the web process) two threads took twice as long as one (measured
     # 14.3 s against 7.6 s); alone, two save a quarter (6.0 s). Raise it on a voice-only worker.
     VOICE_THREADS = 1
-    PUBLIC_URL = "http://127.0.0.1:5000"
+    # The address in e-mailed links. None: the address `flask run` serves on (its --host and
+    # --port, which `make run HOST= PORT=` passes); production refuses to start without it.
+    PUBLIC_URL: str | None = None
     SCHOOL_NAME = "School"
     DEFAULT_LOCALE = "nl"
     # Moments are stored in UTC and shown in the school's time zone.
@@ -155,7 +158,6 @@ class ProductionConfig(BaseConfig):
     ENV = "production"
     SESSION_COOKIE_SECURE = True
     REMEMBER_COOKIE_SECURE = True
-    PUBLIC_URL = "https://consent.example.invalid"
 
 
 CONFIGS: dict[str, type[BaseConfig]] = {
@@ -230,4 +232,38 @@ def check_production_key(env: str, key: str | None) -> None:
         raise RuntimeError(
             "Refusing to start in production with a missing, short or known default secret key: "
             f"set {ENV_PREFIX}SECRET_KEY to a long random value."
+        )
+
+
+def served_url(environ: dict[str, str] | os._Environ[str]) -> str:
+    """The address `flask run` serves on: its --host and --port, else FLASK_RUN_HOST/_PORT.
+
+    Read while `flask run` builds the app (it does so inside its own command), so the embedded
+    worker's mails point where this process serves. Other processes (`flask worker`, a WSGI
+    server) see the defaults: they need PUBLIC_URL.
+    """
+    import click
+
+    host = environ.get("FLASK_RUN_HOST") or "127.0.0.1"
+    port = environ.get("FLASK_RUN_PORT") or "5000"
+    context = click.get_current_context(silent=True)
+    if context is not None and context.command.name == "run":
+        host = context.params.get("host") or host
+        port = context.params.get("port") or port
+    if host in {"0.0.0.0", "::", ""}:  # noqa: S104  (reading it, not binding)
+        host = socket.gethostname()  # listening everywhere: others reach it by the machine's name
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def check_public_url(env: str, url: str | None) -> None:
+    """Refuse to run production without the address people reach the site on."""
+    if env != "production":
+        return
+    if not url or not url.startswith(("https://", "http://")):
+        raise RuntimeError(
+            "Refusing to start in production without the site's public address: set "
+            f"{ENV_PREFIX}PUBLIC_URL (e.g. https://toestemming.school.nl); every link in "
+            "e-mails is built on it."
         )
