@@ -24,8 +24,9 @@ REDIS_TEST_URL = "redis://127.0.0.1:6379/13"  # never database 0
 
 
 @pytest.fixture
-def built(database_url: str, tmp_path: Path) -> Iterator[list[Flask]]:
-    """Apps a test builds with its own settings; their connections closed afterwards."""
+def built(app: Flask) -> Iterator[list[Flask]]:
+    """Apps a test builds with its own settings (on the `app` fixture's emptied database); their
+    connections closed afterwards."""
     apps: list[Flask] = []
     yield apps
     for built_app in apps:
