@@ -19,6 +19,7 @@ from .config import (
     check_production_key,
     check_public_url,
     choose_config,
+    load_audit_key,
     load_or_create_secret_key,
     served_url,
     settings_from_environment,
@@ -59,6 +60,10 @@ def _configure(
     if not cfg.get("SECRET_KEY"):
         cfg["SECRET_KEY"] = load_or_create_secret_key(Path(app.instance_path))
     check_production_key(cfg["ENV"], cfg["SECRET_KEY"])
+    if not cfg.get("AUDIT_KEY"):
+        cfg["AUDIT_KEY"] = load_audit_key(Path(app.instance_path), env=cfg["ENV"])
+    elif len(cfg["AUDIT_KEY"]) < 32:
+        raise RuntimeError("CONSENT_REGISTRY_AUDIT_KEY must be at least 32 characters long")
     check_public_url(cfg["ENV"], cfg.get("PUBLIC_URL"))
     cfg["PUBLIC_URL"] = cfg.get("PUBLIC_URL") or served_url(environ)
     # A mistyped matching threshold should stop the start, not every later analysis.

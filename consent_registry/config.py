@@ -23,6 +23,10 @@ class BaseConfig:
 
     ENV = "development"
     SECRET_KEY: str | None = None
+    # Keys the audit chain's hashes (HMAC), kept outside the database so that whoever can write
+    # to the database cannot recompute them. None: instance/audit_key, generated on the first run
+    # (not in production: there it must be set or present). Losing it makes the chain unverifiable.
+    AUDIT_KEY: str | None = None
     DATABASE_URL: str | None = None  # None: a SQLite file under the instance folder
     UPLOAD_DIR: str = str(PROJECT_ROOT / "uploads")
     # Media storage: "local" (files under UPLOAD_DIR) or "s3" (server-side encryption always on)
@@ -147,6 +151,7 @@ class TestConfig(BaseConfig):
     ENV = "test"
     TESTING = True
     SECRET_KEY = "test-only-key-" + "x" * 32
+    AUDIT_KEY = "test-only-audit-key-" + "x" * 32
     PASSWORD_HASH_FAST = True
     JOBS = "immediate"
     RATELIMIT_ENABLED = False
@@ -210,17 +215,41 @@ def choose_config(environ: dict[str, str] | os._Environ[str]) -> type[BaseConfig
         ) from None
 
 
-def load_or_create_secret_key(instance_path: Path) -> str:
-    """Return the key kept in the instance folder, generating it on the first run."""
-    key_file = instance_path / "secret_key"
+def _load_or_create_key(key_file: Path) -> str:
+    """Return the key kept in a file of the instance folder, generating it on the first run."""
     if key_file.exists():
         return key_file.read_text().strip()
-    instance_path.mkdir(parents=True, exist_ok=True)
+    key_file.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(48)
     # Created with O_EXCL and 0600 so two first runs never disagree and nobody else reads it.
-    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process's first run got there first: use its key
+        return key_file.read_text().strip()
     with os.fdopen(fd, "w") as handle:
         handle.write(key)
+    return key
+
+
+def load_or_create_secret_key(instance_path: Path) -> str:
+    """Return the secret key kept in the instance folder, generating it on the first run."""
+    return _load_or_create_key(instance_path / "secret_key")
+
+
+def load_audit_key(instance_path: Path, *, env: str) -> str:
+    """The audit chain's key from instance/audit_key; generated there on a first run, except in
+    production, which refuses to start rather than begin a chain with a key nobody set up."""
+    key_file = instance_path / "audit_key"
+    if env == "production" and not key_file.exists():
+        raise RuntimeError(
+            f"Refusing to start in production without the audit key: set {ENV_PREFIX}AUDIT_KEY, "
+            f"or write a long random value into {key_file} (mode 0600), e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe(48))'. Keep a copy apart "
+            "from the database's backups: without it the audit chain cannot be verified."
+        )
+    key = _load_or_create_key(key_file)
+    if len(key) < 32:
+        raise RuntimeError(f"the audit key in {key_file} is shorter than 32 characters")
     return key
 
 

@@ -85,8 +85,8 @@ def test_production_refuses_to_start_without_public_url(tmp_path: Path) -> None:
     key = "k" * 20 + "Zq81-xP0_aa93LmnB4"
     with pytest.raises(RuntimeError, match="CONSENT_REGISTRY_PUBLIC_URL"):
         create_app(environ=_environ(tmp_path, CONSENT_REGISTRY_ENV="production",
-                                    CONSENT_REGISTRY_SECRET_KEY=key))
+                                    CONSENT_REGISTRY_SECRET_KEY=key, CONSENT_REGISTRY_AUDIT_KEY=key))
     app = create_app(environ=_environ(tmp_path, CONSENT_REGISTRY_ENV="production",
-                                      CONSENT_REGISTRY_SECRET_KEY=key,
+                                      CONSENT_REGISTRY_SECRET_KEY=key, CONSENT_REGISTRY_AUDIT_KEY=key,
                                       CONSENT_REGISTRY_PUBLIC_URL="https://toestemming.school.nl"))
     assert _answer_link(app) == "https://toestemming.school.nl/c/abc"
