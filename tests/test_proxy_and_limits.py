@@ -182,3 +182,13 @@ def test_limits_stay_in_memory_with_embedded_jobs_or_where_configured(
     explicit = _app(built, database_url, tmp_path / "b", JOBS="redis", REDIS_URL=REDIS_TEST_URL,
                     RATELIMIT_STORAGE_URI="memory://")
     assert explicit.config["RATELIMIT_STORAGE_URI"] == "memory://"
+
+
+def test_public_pages_keep_their_limits_in_memory_while_redis_is_down(
+    built: list[Flask], database_url: str, tmp_path: Path
+) -> None:
+    """Redis unreachable: the answer pages still answer, limited per process, not with a 500."""
+    application = _app(built, database_url, tmp_path, JOBS="redis", RATELIMIT_ENABLED=True,
+                       REDIS_URL="redis://127.0.0.1:9/0", PUBLIC_RATE_LIMIT="2 per minute")
+    client = application.test_client()
+    assert [client.get("/m/").status_code for _ in range(3)] == [200, 200, 429]
