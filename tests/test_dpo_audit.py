@@ -202,8 +202,10 @@ def test_verify_page_shows_an_intact_chain_and_the_last_run(logged_in, users, st
     """Each visit verifies, records the run, and lists earlier runs."""
     client = logged_in("dpo")
     count = db.session.query(AuditEvent).count()
+    last = db.session.execute(sa.select(AuditEvent).order_by(AuditEvent.id.desc())).scalars().first()
     first = client.get("/dpo/audit/verify").get_data(as_text=True)
     assert f"Intact: {count} events verified" in first and "This is the first run." in first
+    assert f"Chain head: {last.hash}:{count}" in first
     second = client.get("/dpo/audit/verify").get_data(as_text=True)
     assert f"Intact: {count + 1} events verified" in second and "Last run before this one" in second
     runs = db.session.query(AuditEvent).filter_by(action="audit:verified").all()
