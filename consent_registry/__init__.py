@@ -81,17 +81,20 @@ def _configure(
 
 
 def _trust_proxies(app: Flask) -> None:
-    """Believe X-Forwarded-For/-Proto from exactly TRUSTED_PROXIES proxies, and no one else.
+    """Believe X-Forwarded-For/-Proto/-Host from exactly TRUSTED_PROXIES proxies, and no one else.
 
     Behind a proxy every request comes from the proxy's address: the login throttle and the
-    public pages' limit would count all users as one. With 0 the headers are ignored, so a
-    client cannot choose its own address by writing them.
+    public pages' limit would count all users as one; and the browser's https and host are the
+    proxy's, which the forms' same-origin check compares with. With 0 the headers are ignored,
+    so a client cannot choose its own address by writing them. (Links in mails never follow the
+    host: they are built on PUBLIC_URL.)
     """
     proxies = int(app.config["TRUSTED_PROXIES"])
     if proxies < 0:
         raise RuntimeError("CONSENT_REGISTRY_TRUSTED_PROXIES must be 0 or more")
     if proxies:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

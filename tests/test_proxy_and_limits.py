@@ -192,3 +192,20 @@ def test_public_pages_keep_their_limits_in_memory_while_redis_is_down(
                        REDIS_URL="redis://127.0.0.1:9/0", PUBLIC_RATE_LIMIT="2 per minute")
     client = application.test_client()
     assert [client.get("/m/").status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_behind_a_tls_proxy_forms_work_on_the_public_host(
+    built: list[Flask], database_url: str, tmp_path: Path
+) -> None:
+    """The proxy speaks https to the browser and plain http to the app, on an inner address: with
+    the forwarded scheme and host trusted, the login form's https same-origin check passes."""
+    application = _app(built, database_url, tmp_path, TRUSTED_PROXIES=1)
+    email = _with_admin(application)
+    browser = _behind_proxy(application, "203.0.113.9")
+    browser.environ_base.update({"HTTP_X_FORWARDED_PROTO": "https",
+                                 "HTTP_X_FORWARDED_HOST": "toestemming.school.nl",
+                                 "HTTP_HOST": "127.0.0.1:8000"})
+    token = csrf_token(browser)
+    response = browser.post("/login", data={"email": email, "password": PASSWORD, "csrf_token": token},
+                            headers={"Referer": "https://toestemming.school.nl/login"})
+    assert response.status_code == 302, response.get_data(as_text=True)[:500]
