@@ -137,7 +137,7 @@ class BaseConfig:
     PUBLIC_LINK_RATE_LIMIT = "30 per minute"
     # Redis down: count in this process's memory meanwhile, rather than fail every public page.
     RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
-    # Reverse proxies in front of the site that set X-Forwarded-For and X-Forwarded-Proto; 0: none,
+    # Reverse proxies in front of the site that set X-Forwarded-For, -Proto and -Host; 0: none,
     # the headers are ignored (a client could write them itself).
     TRUSTED_PROXIES = 0
     TESTING = False
