@@ -19,9 +19,9 @@ from .config import (
     check_production_key,
     check_public_url,
     choose_config,
+    default_public_url,
     load_audit_key,
     load_or_create_secret_key,
-    served_url,
     settings_from_environment,
 )
 from .db import db, migrate
@@ -65,7 +65,7 @@ def _configure(
     elif len(cfg["AUDIT_KEY"]) < 32:
         raise RuntimeError("CONSENT_REGISTRY_AUDIT_KEY must be at least 32 characters long")
     check_public_url(cfg["ENV"], cfg.get("PUBLIC_URL"))
-    cfg["PUBLIC_URL"] = cfg.get("PUBLIC_URL") or served_url(environ)
+    cfg["PUBLIC_URL"] = cfg.get("PUBLIC_URL") or default_public_url(Path(app.instance_path), environ)
     # A mistyped matching threshold should stop the start, not every later analysis.
     cfg["MATCH_POLICY"] = policy_from_settings(cfg)
     cfg["VOICE_MATCH_POLICY"] = policy_from_settings(cfg, prefix="VOICE_")

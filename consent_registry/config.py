@@ -266,26 +266,48 @@ def check_production_key(env: str, key: str | None) -> None:
         )
 
 
-def served_url(environ: dict[str, str] | os._Environ[str]) -> str:
-    """The address `flask run` serves on: its --host and --port, else FLASK_RUN_HOST/_PORT.
+DEFAULT_SERVED = ("127.0.0.1", "5000")
+
+
+def served_url(environ: dict[str, str] | os._Environ[str]) -> str | None:
+    """The address `flask run` serves on (its --host and --port, or FLASK_RUN_HOST/_PORT, which
+    `make run` passes), or None when this process serves nothing.
 
     Read while `flask run` builds the app (it does so inside its own command), so the embedded
-    worker's mails point where this process serves. Other processes (`flask worker`, a WSGI
-    server) see the defaults: they need PUBLIC_URL.
+    worker's mails point where this process serves.
     """
     import click
 
-    host = environ.get("FLASK_RUN_HOST") or "127.0.0.1"
-    port = environ.get("FLASK_RUN_PORT") or "5000"
+    host, port = environ.get("FLASK_RUN_HOST"), environ.get("FLASK_RUN_PORT")
     context = click.get_current_context(silent=True)
     if context is not None and context.command.name == "run":
-        host = context.params.get("host") or host
-        port = context.params.get("port") or port
+        host, port = context.params.get("host") or host, context.params.get("port") or port
+    elif not (host or port):
+        return None
+    host, port = host or DEFAULT_SERVED[0], port or DEFAULT_SERVED[1]
     if host in {"0.0.0.0", "::", ""}:  # noqa: S104  (reading it, not binding)
         host = socket.gethostname()  # listening everywhere: others reach it by the machine's name
     if ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{port}"
+
+
+def default_public_url(instance_path: Path, environ: dict[str, str] | os._Environ[str]) -> str:
+    """PUBLIC_URL when none is set: where `flask run` serves this instance.
+
+    The serving process notes its address in the instance folder, so other processes of the same
+    instance (`flask worker`, `flask consent daily`) link to it too; before any run, port 5000.
+    """
+    note = instance_path / "served_url"
+    url = served_url(environ)
+    if url is not None:
+        temporary = note.with_suffix(f".{os.getpid()}")
+        temporary.write_text(url + "\n")
+        temporary.replace(note)  # atomic: a reader sees the old address or the new one
+        return url
+    if note.exists():
+        return note.read_text().strip()
+    return "http://{}:{}".format(*DEFAULT_SERVED)
 
 
 def check_public_url(env: str, url: str | None) -> None:

@@ -90,3 +90,17 @@ def test_production_refuses_to_start_without_public_url(tmp_path: Path) -> None:
                                       CONSENT_REGISTRY_SECRET_KEY=key, CONSENT_REGISTRY_AUDIT_KEY=key,
                                       CONSENT_REGISTRY_PUBLIC_URL="https://toestemming.school.nl"))
     assert _answer_link(app) == "https://toestemming.school.nl/c/abc"
+
+
+def test_other_commands_of_the_instance_link_where_it_is_served(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`flask worker` or `flask consent daily` beside `make run PORT=5055` send mail from another
+    process: they read the address the serving process noted in the instance folder."""
+    before = create_app(environ=_environ(tmp_path))
+    assert before.config["PUBLIC_URL"] == "http://127.0.0.1:5000"  # nothing served yet
+    _served_by_flask_run(monkeypatch, tmp_path, ["--port", "5055"])
+    worker = create_app(environ=_environ(tmp_path))
+    assert _answer_link(worker) == "http://127.0.0.1:5055/c/abc"
+    elsewhere = create_app(environ=_environ(tmp_path / "other"))
+    assert elsewhere.config["PUBLIC_URL"] == "http://127.0.0.1:5000"  # another instance's own
