@@ -135,6 +135,7 @@ class BaseConfig:
     RATELIMIT_STORAGE_URI: str | None = None
     PUBLIC_RATE_LIMIT = "600 per minute"
     PUBLIC_LINK_RATE_LIMIT = "30 per minute"
+    MANAGE_LINK_MAILS_LIMIT = "5 per hour"  # manage links mailed on request to one address
     # Redis down: count in this process's memory meanwhile, rather than fail every public page.
     RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
     # Reverse proxies in front of the site that set X-Forwarded-For, -Proto and -Host; 0: none,

@@ -34,6 +34,17 @@ def _without_link() -> bool:
     return not (request.view_args or {}).get("token")
 
 
+def asked_address_key() -> str:
+    """The e-mail address a request for a manage link asks to mail (a digest of it)."""
+    email = request.form.get("email", "").strip().lower()
+    return "asked:" + hashlib.sha256(email.encode()).hexdigest()[:32]
+
+
+def _not_asking_for_mail() -> bool:
+    """Only posts that can make the site send mail count against the per-recipient limit."""
+    return request.method != "POST" or "email" not in request.form
+
+
 def limit_blueprint(blueprint: Blueprint) -> None:
     """Give all routes of a blueprint a shared limit per client address and one per link.
 
@@ -50,4 +61,9 @@ def limit_blueprint(blueprint: Blueprint) -> None:
     limiter.shared_limit(lambda: current_app.config["PUBLIC_LINK_RATE_LIMIT"],
                          scope=f"blueprint:{blueprint.name}:link", key_func=link_key,
                          exempt_when=_without_link)(blueprint)
+    # The generous per-address limit would let one address mail anyone in the register hundreds
+    # of manage links a minute: mails asked for one recipient have their own, small budget.
+    limiter.shared_limit(lambda: current_app.config["MANAGE_LINK_MAILS_LIMIT"],
+                         scope=f"blueprint:{blueprint.name}:asked", key_func=asked_address_key,
+                         exempt_when=_not_asking_for_mail)(blueprint)
     blueprint._rate_limited = True  # type: ignore[attr-defined]

@@ -209,3 +209,22 @@ def test_behind_a_tls_proxy_forms_work_on_the_public_host(
     response = browser.post("/login", data={"email": email, "password": PASSWORD, "csrf_token": token},
                             headers={"Referer": "https://toestemming.school.nl/login"})
     assert response.status_code == 302, response.get_data(as_text=True)[:500]
+
+
+def test_manage_links_asked_for_one_address_are_limited_from_any_client(
+    built: list[Flask], database_url: str, tmp_path: Path
+) -> None:
+    """Many clients asking to mail one address: after its own small limit they are refused, so
+    the generous per-address limit cannot flood a parent's inbox; other addresses still work."""
+    application = _app(built, database_url, tmp_path, RATELIMIT_ENABLED=True)
+    client = application.test_client()
+
+    def ask(email: str, address: str) -> int:
+        """Ask for a manage link to email from the given client address."""
+        return client.post("/m/", data={"email": email, "csrf_token": csrf_token(client, "/m/")},
+                           environ_base={"REMOTE_ADDR": address}).status_code
+
+    statuses = [ask("Ouder@Example.nl", f"192.0.2.{i}") for i in range(6)]
+    assert statuses == [200] * 5 + [429]
+    assert ask("ouder@example.nl ", "192.0.2.100") == 429  # the same address, written otherwise
+    assert ask("andere.ouder@example.nl", "192.0.2.100") == 200
