@@ -9,6 +9,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import click
+
 ENV_PREFIX = "CONSENT_REGISTRY_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -277,8 +279,6 @@ def served_url(environ: dict[str, str] | os._Environ[str]) -> str | None:
     Read while `flask run` builds the app (it does so inside its own command), so the embedded
     worker's mails point where this process serves.
     """
-    import click
-
     host, port = environ.get("FLASK_RUN_HOST"), environ.get("FLASK_RUN_PORT")
     context = click.get_current_context(silent=True)
     if context is not None and context.command.name == "run":

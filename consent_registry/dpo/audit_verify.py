@@ -40,7 +40,7 @@ def recent_verifications(limit: int = 10) -> list[AuditEvent]:
     ).scalars())
 
 
-def alert_recipients(roles: tuple[str, ...] = ALERTED_ROLES) -> list[User]:
+def alert_recipients(*, roles: tuple[str, ...] = ALERTED_ROLES) -> list[User]:
     """Active users of these roles (admins and DPOs by default) with an e-mail address."""
     return list(db.session.execute(
         sa.select(User).where(User.role.in_(roles), User.active.is_(True), User.email != "")
@@ -86,7 +86,7 @@ def verify_and_alert() -> ChainReport:
     report = run_verification(SYSTEM)
     if report.ok:
         mails = [(user.id, head_mail(user, report), "audit:head_mailed")
-                 for user in alert_recipients(WITNESS_ROLES)]
+                 for user in alert_recipients(roles=WITNESS_ROLES)]
     else:
         mails = [(user.id, alert_mail(user, report), "audit:alert_mailed")
                  for user in alert_recipients()]
