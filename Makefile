@@ -41,7 +41,7 @@ db: setup
 	$(VENV)/bin/flask init
 
 run: db
-	CONSENT_REGISTRY_EMBEDDED_WORKER=1 $(VENV)/bin/flask run --host $(HOST) --port $(PORT)
+	CONSENT_REGISTRY_EMBEDDED_WORKER=1 FLASK_RUN_HOST=$(HOST) FLASK_RUN_PORT=$(PORT) $(VENV)/bin/flask run
 
 # Browser tests drive Debian's Chromium; Playwright's own browser download is never used.
 browser:

@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask
 from flask_login import LoginManager
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
 from . import errors, i18n, jobs, mail, storage
@@ -16,13 +17,16 @@ from .auth.access import allow_public, csrf, enforce_access, undeclared_endpoint
 from .config import (
     BaseConfig,
     check_production_key,
+    check_public_url,
     choose_config,
+    default_public_url,
+    load_audit_key,
     load_or_create_secret_key,
     settings_from_environment,
 )
 from .db import db, migrate
 from .media.matching import policy_from_settings
-from .ratelimit import limiter
+from .ratelimit import limiter, storage_uri
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 login_manager = LoginManager()
@@ -58,6 +62,12 @@ def _configure(
     if not cfg.get("SECRET_KEY"):
         cfg["SECRET_KEY"] = load_or_create_secret_key(Path(app.instance_path))
     check_production_key(cfg["ENV"], cfg["SECRET_KEY"])
+    if not cfg.get("AUDIT_KEY"):
+        cfg["AUDIT_KEY"] = load_audit_key(Path(app.instance_path), env=cfg["ENV"])
+    elif len(cfg["AUDIT_KEY"]) < 32:
+        raise RuntimeError("CONSENT_REGISTRY_AUDIT_KEY must be at least 32 characters long")
+    check_public_url(cfg["ENV"], cfg.get("PUBLIC_URL"))
+    cfg["PUBLIC_URL"] = cfg.get("PUBLIC_URL") or default_public_url(Path(app.instance_path), environ)
     # A mistyped matching threshold should stop the start, not every later analysis.
     cfg["MATCH_POLICY"] = policy_from_settings(cfg)
     cfg["VOICE_MATCH_POLICY"] = policy_from_settings(cfg, prefix="VOICE_")
@@ -67,8 +77,26 @@ def _configure(
     if database_url.startswith("postgresql://"):
         database_url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
     cfg["SQLALCHEMY_DATABASE_URI"] = database_url
+    cfg["RATELIMIT_STORAGE_URI"] = storage_uri(cfg)
     if cfg.get("STORAGE", "local") == "local":
         Path(cfg["UPLOAD_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def _trust_proxies(app: Flask) -> None:
+    """Believe X-Forwarded-For/-Proto/-Host from exactly TRUSTED_PROXIES proxies, and no one else.
+
+    Behind a proxy every request comes from the proxy's address: the login throttle and the
+    public pages' limit would count all users as one; and the browser's https and host are the
+    proxy's, which the forms' same-origin check compares with. With 0 the headers are ignored,
+    so a client cannot choose its own address by writing them. (Links in mails never follow the
+    host: they are built on PUBLIC_URL.)
+    """
+    proxies = int(app.config["TRUSTED_PROXIES"])
+    if proxies < 0:
+        raise RuntimeError("CONSENT_REGISTRY_TRUSTED_PROXIES must be 0 or more")
+    if proxies:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -154,6 +182,7 @@ def create_app(
     instance_path = environ.get("CONSENT_REGISTRY_INSTANCE_PATH")
     app = Flask(__name__, instance_path=instance_path and str(Path(instance_path).resolve()))
     _configure(app, config, environ)
+    _trust_proxies(app)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))

@@ -1,8 +1,17 @@
-"""The append-only, hash-chained audit log: record() in the caller's transaction, verify() the chain."""
+"""The append-only, hash-chained audit log: record() in the caller's transaction, verify() the chain.
+
+Each event's hash is an HMAC-SHA256 keyed with AUDIT_KEY, a key kept outside the database: someone
+who can write to the database can change an event, but cannot compute the hashes that would make
+the chain verify again. What they can still do without the key, cut events off the end and move
+the head back, is caught by comparing with a head witnessed earlier (the daily mail to the DPO,
+`flask audit verify --expect HASH:LENGTH`).
+"""
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import hmac
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -10,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from flask import current_app
 from sqlalchemy import event
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -92,9 +102,27 @@ def canonical_encoding(
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def event_hash(**fields: Any) -> str:
-    """SHA-256 over the canonical encoding of an event and its predecessor's hash."""
+@functools.lru_cache(maxsize=8)
+def _keyed(key: bytes) -> Any:
+    """An HMAC-SHA256 with the key already absorbed; copied for each event (cheaper than anew)."""
+    return hmac.new(key, digestmod=hashlib.sha256)
+
+
+def event_hash(*, key: bytes, **fields: Any) -> str:
+    """HMAC-SHA256 with the audit key over the canonical encoding of an event and its predecessor's hash."""
+    mac = _keyed(key).copy()
+    mac.update(canonical_encoding(**fields))
+    return mac.hexdigest()
+
+
+def plain_event_hash(**fields: Any) -> str:
+    """The unkeyed SHA-256 the chain used before it was keyed (read once, when re-keying)."""
     return hashlib.sha256(canonical_encoding(**fields)).hexdigest()
+
+
+def audit_key() -> bytes:
+    """The current app's audit key, as bytes."""
+    return current_app.config["AUDIT_KEY"].encode()
 
 
 def _check_action(action: str) -> None:
@@ -171,7 +199,7 @@ def record(
         "details": clean_details,
         "prev_hash": head.last_hash,
     }
-    audit_event = AuditEvent(**fields, hash=event_hash(**fields))
+    audit_event = AuditEvent(**fields, hash=event_hash(key=audit_key(), **fields))
     # Events of one flush are inserted in the order they were added, so ids follow the chain.
     session.add(audit_event)
     head.last_hash = audit_event.hash
@@ -181,12 +209,36 @@ def record(
 
 @dataclass(frozen=True, slots=True)
 class ChainReport:
-    """The outcome of walking the chain."""
+    """The outcome of walking the chain; head_hash is the last verified event's hash."""
 
     ok: bool
     checked: int
     broken_event_id: int | None = None
     reason: str | None = None
+    head_hash: str = GENESIS_HASH
+
+    @property
+    def head(self) -> str:
+        """The verified head as HASH:LENGTH, what a witness keeps and --expect takes."""
+        return f"{self.head_hash}:{self.checked}"
+
+
+@dataclass(frozen=True, slots=True)
+class WitnessedHead:
+    """A chain head someone outside the database kept: the hash of the event at position length."""
+
+    hash: str
+    length: int
+
+    @classmethod
+    def parse(cls, text: str) -> WitnessedHead:
+        """Read HASH:LENGTH (64 hex digits, a colon, a whole number); ValueError otherwise."""
+        digest, sep, length = text.strip().partition(":")
+        digest = digest.lower()
+        if not (sep and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)
+                and length.isdigit()):
+            raise ValueError("expected HASH:LENGTH, 64 hexadecimal digits, a colon and a number")
+        return cls(digest, int(length))
 
 
 def _fields_of(audit_event: AuditEvent) -> dict[str, Any]:
@@ -204,24 +256,40 @@ def _fields_of(audit_event: AuditEvent) -> dict[str, Any]:
 
 
 def verify_events(
-    events: Iterable[AuditEvent], *, head_hash: str | None = None, head_length: int | None = None
+    events: Iterable[AuditEvent],
+    *,
+    key: bytes,
+    head_hash: str | None = None,
+    head_length: int | None = None,
+    expect: WitnessedHead | None = None,
 ) -> ChainReport:
-    """Walk events in order and report the first one whose link or hash is wrong.
+    """Walk events in order and report the first one whose link or keyed hash is wrong.
 
-    Given the head's hash and length, events missing from the end are reported too.
+    Given the head's hash and length, events missing from the end are reported too; given a
+    head witnessed earlier, the chain must still hold it at its position (a prefix of today's).
     """
     expected_prev = GENESIS_HASH
     checked = 0
+    witnessed = expect is not None and expect.length == 0 and expect.hash == GENESIS_HASH
     for audit_event in events:
         if audit_event.prev_hash != expected_prev:
-            return ChainReport(False, checked, audit_event.id, "previous hash does not match")
-        if event_hash(**_fields_of(audit_event)) != audit_event.hash:
-            return ChainReport(False, checked, audit_event.id, "event content does not match hash")
+            return ChainReport(False, checked, audit_event.id, "previous hash does not match",
+                               expected_prev)
+        if event_hash(key=key, **_fields_of(audit_event)) != audit_event.hash:
+            return ChainReport(False, checked, audit_event.id, "event content does not match hash",
+                               expected_prev)
         expected_prev = audit_event.hash
         checked += 1
+        if expect is not None and checked == expect.length:
+            witnessed = expect.hash == audit_event.hash
     if head_hash is not None and (head_hash != expected_prev or head_length != checked):
-        return ChainReport(False, checked, None, "chain ends before its recorded head")
-    return ChainReport(True, checked)
+        return ChainReport(False, checked, None, "chain ends before its recorded head", expected_prev)
+    if expect is not None and not witnessed:
+        reason = (f"the witnessed head {expect.hash}:{expect.length} is not in the chain: "
+                  + ("events were removed from its end" if checked < expect.length
+                     else "the chain was rewritten"))
+        return ChainReport(False, checked, None, reason, expected_prev)
+    return ChainReport(True, checked, head_hash=expected_prev)
 
 
 def _events_in_order(session: Session, batch: int = 1000) -> Iterator[AuditEvent]:
@@ -239,12 +307,14 @@ def _events_in_order(session: Session, batch: int = 1000) -> Iterator[AuditEvent
             session.expunge(row)
 
 
-def verify(session: Session | None = None) -> ChainReport:
-    """Verify the whole stored chain against its head."""
+def verify(session: Session | None = None, *, expect: WitnessedHead | None = None) -> ChainReport:
+    """Verify the whole stored chain against its head (and a head witnessed earlier, if given)."""
     session = session or db.session
     head = session.get(AuditChainHead, HEAD_ID)
     return verify_events(
         _events_in_order(session),
+        key=audit_key(),
         head_hash=head.last_hash if head else GENESIS_HASH,
         head_length=head.length if head else 0,
+        expect=expect,
     )

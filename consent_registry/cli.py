@@ -11,7 +11,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 from flask_migrate import upgrade
 
-from .audit import SYSTEM, verify
+from .audit import SYSTEM, WitnessedHead, verify
 from .auth.models import ROLES, User
 from .auth.service import AccountError, create_user, find_user
 from .auth.tokens import issue_token
@@ -106,12 +106,27 @@ def people_import(file: Path, dry_run: bool, mapping: tuple[str, ...]) -> None:
 audit = AppGroup("audit", help="The audit log.")
 
 
+def _witnessed_head(_ctx: click.Context, _param: click.Parameter, value: str | None) -> WitnessedHead | None:
+    """--expect's HASH:LENGTH, or a usage error saying what it should look like."""
+    if value is None:
+        return None
+    try:
+        return WitnessedHead.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @audit.command("verify")
-def audit_verify() -> None:
-    """Walk the hash chain; exit non-zero and name the first broken link when it is broken."""
-    report = verify()
+@click.option("--expect", metavar="HASH:LENGTH", callback=_witnessed_head,
+              help="A chain head witnessed earlier (the daily mail to the DPO); it must still be "
+                   "part of the chain.")
+def audit_verify(expect: WitnessedHead | None) -> None:
+    """Walk the keyed hash chain; exit non-zero and name the first broken link when it is broken."""
+    report = verify(expect=expect)
     if report.ok:
-        click.echo(f"audit chain intact: {report.checked} events")
+        click.echo(f"audit chain intact: {report.checked} events; head {report.head}")
+        if expect is not None:
+            click.echo(f"the witnessed head {expect.hash}:{expect.length} is part of it")
         return
     where = f"event {report.broken_event_id}" if report.broken_event_id else "the chain's end"
     click.echo(f"audit chain BROKEN at {where}: {report.reason} "

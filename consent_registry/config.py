@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import socket
 from pathlib import Path
 from typing import Any
+
+import click
 
 ENV_PREFIX = "CONSENT_REGISTRY_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -22,6 +25,10 @@ class BaseConfig:
 
     ENV = "development"
     SECRET_KEY: str | None = None
+    # Keys the audit chain's hashes (HMAC), kept outside the database so that whoever can write
+    # to the database cannot recompute them. None: instance/audit_key, generated on the first run
+    # (not in production: there it must be set or present). Losing it makes the chain unverifiable.
+    AUDIT_KEY: str | None = None
     DATABASE_URL: str | None = None  # None: a SQLite file under the instance folder
     UPLOAD_DIR: str = str(PROJECT_ROOT / "uploads")
     # Media storage: "local" (files under UPLOAD_DIR) or "s3" (server-side encryption always on)
@@ -51,7 +58,9 @@ class BaseConfig:
     # other work (another job, the web process) two threads took twice as long as one (measured
     # 14.3 s against 7.6 s); alone, two save a quarter (6.0 s). Raise it on a voice-only worker.
     VOICE_THREADS = 1
-    PUBLIC_URL = "http://127.0.0.1:5000"
+    # The address in e-mailed links. None: the address `flask run` serves on (its --host and
+    # --port, which `make run HOST= PORT=` passes); production refuses to start without it.
+    PUBLIC_URL: str | None = None
     SCHOOL_NAME = "School"
     DEFAULT_LOCALE = "nl"
     # Moments are stored in UTC and shown in the school's time zone.
@@ -125,9 +134,18 @@ class BaseConfig:
     FACEBOOK_APP_ID: str | None = None  # needed for video uploads (resumable upload sessions)
     FACEBOOK_GRAPH_URL = "https://graph.facebook.com"
     FACEBOOK_GRAPH_VERSION = "v24.0"
-    # Public pages (answer, manage, withdraw) are rate-limited per client address.
-    RATELIMIT_STORAGE_URI = "memory://"
-    PUBLIC_RATE_LIMIT = "60 per minute"
+    # Public pages (answer, manage, withdraw) are rate-limited per client address, generously (a
+    # school's parents' evening shares one address), and per link. Storage None: Redis when jobs
+    # are in Redis (counts shared by every process), else memory (per process).
+    RATELIMIT_STORAGE_URI: str | None = None
+    PUBLIC_RATE_LIMIT = "600 per minute"
+    PUBLIC_LINK_RATE_LIMIT = "30 per minute"
+    MANAGE_LINK_MAILS_LIMIT = "5 per hour"  # manage links mailed on request to one address
+    # Redis down: count in this process's memory meanwhile, rather than fail every public page.
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+    # Reverse proxies in front of the site that set X-Forwarded-For, -Proto and -Host; 0: none,
+    # the headers are ignored (a client could write them itself).
+    TRUSTED_PROXIES = 0
     TESTING = False
 
 
@@ -141,6 +159,7 @@ class TestConfig(BaseConfig):
     ENV = "test"
     TESTING = True
     SECRET_KEY = "test-only-key-" + "x" * 32
+    AUDIT_KEY = "test-only-audit-key-" + "x" * 32
     PASSWORD_HASH_FAST = True
     JOBS = "immediate"
     RATELIMIT_ENABLED = False
@@ -152,7 +171,6 @@ class ProductionConfig(BaseConfig):
     ENV = "production"
     SESSION_COOKIE_SECURE = True
     REMEMBER_COOKIE_SECURE = True
-    PUBLIC_URL = "https://consent.example.invalid"
 
 
 CONFIGS: dict[str, type[BaseConfig]] = {
@@ -205,17 +223,41 @@ def choose_config(environ: dict[str, str] | os._Environ[str]) -> type[BaseConfig
         ) from None
 
 
-def load_or_create_secret_key(instance_path: Path) -> str:
-    """Return the key kept in the instance folder, generating it on the first run."""
-    key_file = instance_path / "secret_key"
+def _load_or_create_key(key_file: Path) -> str:
+    """Return the key kept in a file of the instance folder, generating it on the first run."""
     if key_file.exists():
         return key_file.read_text().strip()
-    instance_path.mkdir(parents=True, exist_ok=True)
+    key_file.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(48)
     # Created with O_EXCL and 0600 so two first runs never disagree and nobody else reads it.
-    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process's first run got there first: use its key
+        return key_file.read_text().strip()
     with os.fdopen(fd, "w") as handle:
         handle.write(key)
+    return key
+
+
+def load_or_create_secret_key(instance_path: Path) -> str:
+    """Return the secret key kept in the instance folder, generating it on the first run."""
+    return _load_or_create_key(instance_path / "secret_key")
+
+
+def load_audit_key(instance_path: Path, *, env: str) -> str:
+    """The audit chain's key from instance/audit_key; generated there on a first run, except in
+    production, which refuses to start rather than begin a chain with a key nobody set up."""
+    key_file = instance_path / "audit_key"
+    if env == "production" and not key_file.exists():
+        raise RuntimeError(
+            f"Refusing to start in production without the audit key: set {ENV_PREFIX}AUDIT_KEY, "
+            f"or write a long random value into {key_file} (mode 0600), e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe(48))'. Keep a copy apart "
+            "from the database's backups: without it the audit chain cannot be verified."
+        )
+    key = _load_or_create_key(key_file)
+    if len(key) < 32:
+        raise RuntimeError(f"the audit key in {key_file} is shorter than 32 characters")
     return key
 
 
@@ -227,4 +269,58 @@ def check_production_key(env: str, key: str | None) -> None:
         raise RuntimeError(
             "Refusing to start in production with a missing, short or known default secret key: "
             f"set {ENV_PREFIX}SECRET_KEY to a long random value."
+        )
+
+
+DEFAULT_SERVED = ("127.0.0.1", "5000")
+
+
+def served_url(environ: dict[str, str] | os._Environ[str]) -> str | None:
+    """The address `flask run` serves on (its --host and --port, or FLASK_RUN_HOST/_PORT, which
+    `make run` passes), or None when this process serves nothing.
+
+    Read while `flask run` builds the app (it does so inside its own command), so the embedded
+    worker's mails point where this process serves.
+    """
+    host, port = environ.get("FLASK_RUN_HOST"), environ.get("FLASK_RUN_PORT")
+    context = click.get_current_context(silent=True)
+    if context is not None and context.command.name == "run":
+        host, port = context.params.get("host") or host, context.params.get("port") or port
+    elif not (host or port):
+        return None
+    host, port = host or DEFAULT_SERVED[0], port or DEFAULT_SERVED[1]
+    if host in {"0.0.0.0", "::", ""}:  # noqa: S104  (reading it, not binding)
+        host = socket.gethostname()  # listening everywhere: others reach it by the machine's name
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def default_public_url(instance_path: Path, environ: dict[str, str] | os._Environ[str]) -> str:
+    """PUBLIC_URL when none is set: where `flask run` serves this instance.
+
+    The serving process notes its address in the instance folder, so other processes of the same
+    instance (`flask worker`, `flask consent daily`) link to it too; before any run, port 5000.
+    """
+    note = instance_path / "served_url"
+    url = served_url(environ)
+    if url is not None:
+        temporary = note.with_suffix(f".{os.getpid()}")
+        temporary.write_text(url + "\n")
+        temporary.replace(note)  # atomic: a reader sees the old address or the new one
+        return url
+    if note.exists():
+        return note.read_text().strip()
+    return "http://{}:{}".format(*DEFAULT_SERVED)
+
+
+def check_public_url(env: str, url: str | None) -> None:
+    """Refuse to run production without the address people reach the site on."""
+    if env != "production":
+        return
+    if not url or not url.startswith(("https://", "http://")):
+        raise RuntimeError(
+            "Refusing to start in production without the site's public address: set "
+            f"{ENV_PREFIX}PUBLIC_URL (e.g. https://toestemming.school.nl); every link in "
+            "e-mails is built on it."
         )

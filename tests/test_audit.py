@@ -23,6 +23,8 @@ from consent_registry.audit import (
 )
 from consent_registry.db import db
 
+KEY = b"k" * 32
+
 
 def _events(n: int) -> None:
     """Write n events, committed."""
@@ -41,7 +43,7 @@ def test_canonical_encoding_is_stable_and_order_free() -> None:
     b = canonical_encoding(**fields, details={"a": [1, 2], "b": 1})
     assert a == b
     assert json.loads(a)["occurred_at"] == "2026-01-02T03:04:05.000006+00:00"
-    assert event_hash(**fields, details={"a": 1}) != event_hash(**fields, details={"a": 2})
+    assert event_hash(key=KEY, **fields, details={"a": 1}) != event_hash(key=KEY, **fields, details={"a": 2})
 
 
 def test_events_chain_and_verify(app: Flask) -> None:
@@ -146,12 +148,12 @@ def test_verify_events_reports_the_first_broken_link() -> None:
     fields = dict(occurred_at=datetime(2026, 1, 1, tzinfo=UTC), actor_type="system", actor_id=None,
                   action="x:y", subject_type=None, subject_id=None, details={})
     first = AuditEvent(id=1, **fields, prev_hash=GENESIS_HASH,
-                       hash=event_hash(**fields, prev_hash=GENESIS_HASH))
+                       hash=event_hash(key=KEY, **fields, prev_hash=GENESIS_HASH))
     second = AuditEvent(id=2, **fields, prev_hash=first.hash,
-                        hash=event_hash(**fields, prev_hash=first.hash))
-    assert verify_events([first, second]).ok
-    assert verify_events([second]).broken_event_id == 2
-    assert verify_events([first, second], head_hash=first.hash, head_length=1).ok is False
+                        hash=event_hash(key=KEY, **fields, prev_hash=first.hash))
+    assert verify_events([first, second], key=KEY).ok
+    assert verify_events([second], key=KEY).broken_event_id == 2
+    assert verify_events([first, second], key=KEY, head_hash=first.hash, head_length=1).ok is False
 
 
 def test_personal_characters_round_trip_through_the_database(app: Flask) -> None:

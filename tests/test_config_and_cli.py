@@ -78,7 +78,9 @@ def test_production_refuses_known_or_weak_keys(tmp_path: Path, key: str) -> None
 def test_production_starts_with_a_real_key(tmp_path: Path) -> None:
     """A long random key is accepted, and cookies are then https-only."""
     app = create_app(environ=_environ(tmp_path, CONSENT_REGISTRY_ENV="production",
-                                      CONSENT_REGISTRY_SECRET_KEY="k" * 20 + "Zq81-xP0_aa93LmnB4"))
+                                      CONSENT_REGISTRY_SECRET_KEY="k" * 20 + "Zq81-xP0_aa93LmnB4",
+                                      CONSENT_REGISTRY_PUBLIC_URL="https://toestemming.school.nl",
+                                      CONSENT_REGISTRY_AUDIT_KEY="a" * 20 + "Kq81-xP0_aa93LmnB4"))
     assert app.config["SESSION_COOKIE_SECURE"] is True
     check_production_key("development", "dev")  # only production is strict
 

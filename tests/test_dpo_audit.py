@@ -202,8 +202,10 @@ def test_verify_page_shows_an_intact_chain_and_the_last_run(logged_in, users, st
     """Each visit verifies, records the run, and lists earlier runs."""
     client = logged_in("dpo")
     count = db.session.query(AuditEvent).count()
+    last = db.session.execute(sa.select(AuditEvent).order_by(AuditEvent.id.desc())).scalars().first()
     first = client.get("/dpo/audit/verify").get_data(as_text=True)
     assert f"Intact: {count} events verified" in first and "This is the first run." in first
+    assert f"Chain head: {last.hash}:{count}" in first
     second = client.get("/dpo/audit/verify").get_data(as_text=True)
     assert f"Intact: {count + 1} events verified" in second and "Last run before this one" in second
     runs = db.session.query(AuditEvent).filter_by(action="audit:verified").all()
@@ -238,14 +240,27 @@ def test_a_broken_chain_fails_verification_and_mails_admins_and_the_dpo(
     assert last.actor_type == "system" and last.details["broken_event_id"] == tampered
 
 
-def test_the_daily_job_is_periodic_and_silent_when_intact(app: Flask, story, smtp: Any) -> None:
-    """Registered as a periodic job; an intact chain sends no mail but the run is recorded."""
+def test_the_daily_job_mails_the_dpo_the_head_of_an_intact_chain(
+    app: Flask, users, story, smtp: Any
+) -> None:
+    """Registered as a periodic job; an intact chain: the run is recorded with its head, and each
+    DPO (not the admins) gets that head by mail, which `flask audit verify --expect` accepts."""
     job = registered_jobs()["consent_registry.dpo.audit_verify.daily_audit_verify"]
     assert job.schedule is not None
     daily_audit_verify()
-    assert not smtp.received
-    run = db.session.query(AuditEvent).filter_by(action="audit:verified").one()
-    assert run.details == {"ok": True, "checked": 6, "broken_event_id": None, "reason": None}
+    events = db.session.execute(sa.select(AuditEvent).order_by(AuditEvent.id)).scalars().all()
+    run = next(e for e in events if e.action == "audit:verified")
+    verified = events[:events.index(run)]
+    head = f"{verified[-1].hash}:{len(verified)}"
+    assert run.details == {"ok": True, "checked": len(verified), "broken_event_id": None,
+                           "reason": None, "head": head}
+    assert {address for r in smtp.received for address in r.rcpt_tos} == {"dpo@school.test"}
+    body = smtp.messages[0].get_body(("plain",)).get_content()
+    assert head in body and f"flask audit verify --expect {head}" in body
+    mailed = db.session.query(AuditEvent).filter_by(action="audit:head_mailed").one()
+    assert int(mailed.subject_id) == users["dpo"].id
+    result = app.test_cli_runner().invoke(args=["audit", "verify", "--expect", head])
+    assert result.exit_code == 0, result.output
 
 
 @pytest.mark.parametrize("role", ["staff", "communications"])

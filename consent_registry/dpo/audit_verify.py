@@ -1,4 +1,6 @@
-"""Verifying the audit chain on demand and every day, and alerting admins and the DPO when it breaks."""
+"""Verifying the audit chain on demand and every day: alerting admins and the DPO when it breaks,
+and mailing its head to the DPO when it holds, so a head is kept where the database's writers
+cannot reach it (`flask audit verify --expect HASH:LENGTH` checks it later)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from ..mail import Mail
 from ..translate import _
 
 ALERTED_ROLES = ("admin", "dpo")
+WITNESS_ROLES = ("dpo",)
 
 
 def run_verification(actor: Actor) -> ChainReport:
@@ -24,6 +27,7 @@ def run_verification(actor: Actor) -> ChainReport:
     record("audit:verified", actor=actor, details={
         "ok": report.ok, "checked": report.checked,
         "broken_event_id": report.broken_event_id, "reason": report.reason,
+        "head": report.head if report.ok else None,
     })
     return report
 
@@ -36,10 +40,10 @@ def recent_verifications(limit: int = 10) -> list[AuditEvent]:
     ).scalars())
 
 
-def alert_recipients() -> list[User]:
-    """Active admins and DPO users with an e-mail address."""
+def alert_recipients(*, roles: tuple[str, ...] = ALERTED_ROLES) -> list[User]:
+    """Active users of these roles (admins and DPOs by default) with an e-mail address."""
     return list(db.session.execute(
-        sa.select(User).where(User.role.in_(ALERTED_ROLES), User.active.is_(True), User.email != "")
+        sa.select(User).where(User.role.in_(roles), User.active.is_(True), User.email != "")
         .order_by(User.id)
     ).scalars())
 
@@ -60,19 +64,41 @@ def alert_mail(user: User, report: ChainReport) -> Mail:
         )
 
 
+def head_mail(user: User, report: ChainReport) -> Mail:
+    """The verified chain head for one DPO to keep, in the service's default language."""
+    language = current_app.config["DEFAULT_LOCALE"]
+    context = {"name": user.name or user.email, "report": report,
+               "verify_url": external_url("dpo.audit_verify"),
+               "school": current_app.config["SCHOOL_NAME"]}
+    with force_locale(language):
+        return Mail(
+            to=user.email,
+            subject=_("Audit log of the consent registry: today's chain head"),
+            text=render_template("dpo/audit_head.txt", **context),
+            html=render_template("dpo/audit_head.html", **context),
+            language=language,
+        )
+
+
 def verify_and_alert() -> ChainReport:
-    """Verify, record the outcome, commit, then mail every admin and DPO when the chain is broken."""
+    """Verify, record the outcome and commit; then mail every admin and DPO when the chain is
+    broken, or every DPO the verified head when it holds."""
     report = run_verification(SYSTEM)
-    mails = [(user.id, alert_mail(user, report)) for user in alert_recipients()] if not report.ok else []
+    if report.ok:
+        mails = [(user.id, head_mail(user, report), "audit:head_mailed")
+                 for user in alert_recipients(roles=WITNESS_ROLES)]
+    else:
+        mails = [(user.id, alert_mail(user, report), "audit:alert_mailed")
+                 for user in alert_recipients()]
     db.session.commit()
-    for user_id, mail in mails:
+    for user_id, mail, action in mails:
         fields = {"to": mail.to, "subject": mail.subject, "text": mail.text, "html": mail.html,
                   "language": mail.language, "headers": dict(mail.headers)}
-        enqueue(send_mail, fields, "audit:alert_mailed", "user", user_id)
+        enqueue(send_mail, fields, action, "user", user_id)
     return report
 
 
 @periodic_task(crontab(hour="6", minute="15", tz="Europe/Amsterdam"))
 def daily_audit_verify() -> None:
-    """Once a day: verify the audit chain and alert when it is broken."""
+    """Once a day: verify the audit chain; alert when it is broken, mail the DPO its head when not."""
     verify_and_alert()
