@@ -29,8 +29,8 @@ FRAMES_PER_PACKET = 0.9
 # stated: their headers claim nothing that decoding must cover.
 ESTIMATED_DURATION_FORMATS = frozenset({"mp3"})
 
-CODES = ("sound_damaged", "sound_incomplete", "frames_damaged", "frames_incomplete",
-         "photo_incomplete")
+CODES = ("sound_damaged", "sound_incomplete", "sound_tracks", "frames_damaged", "frames_incomplete",
+         "video_tracks", "photo_incomplete")
 
 
 class DamagedMedia(ValueError):
@@ -98,6 +98,16 @@ class Timeline:
         return max(0.0, self.decoded_end - self.decoded_start)
 
 
+def only_stream(streams: list[Any], *, code: str) -> Any:
+    """The one stream analysis looks at or listens to; DamagedMedia when there are more.
+
+    A second sound track (or picture) would be published with the file but never analysed.
+    """
+    if len(streams) > 1:
+        raise DamagedMedia(code, f"{len(streams)} tracks; only files with one can be analysed")
+    return streams[0]
+
+
 def stream_claims(container: Any, stream: Any) -> tuple[float | None, int | None]:
     """A stream's header claims: its duration in seconds and its number of frames (None: unsaid)."""
     if getattr(container.format, "name", "") in ESTIMATED_DURATION_FORMATS:
@@ -114,6 +124,8 @@ def check_whole(*, kind: str, timeline: Timeline, claimed_s: float | None,
     kind is "sound" or "frames". The length returned is what really decoded, in seconds.
     """
     code = f"{kind}_incomplete"
+    if timeline.frames == 0:  # a stream that decodes to nothing has not been seen or heard
+        raise DamagedMedia(code, "nothing decoded")
     if claimed_frames is not None and timeline.packets < claimed_frames:
         raise DamagedMedia(code, f"the file lists {claimed_frames} packets, only "
                                  f"{timeline.packets} are there")

@@ -20,7 +20,14 @@ from pathlib import Path
 import av
 import numpy as np
 
-from .completeness import DamagedMedia, Timeline, check_whole, packets_of, stream_claims
+from .completeness import (
+    DamagedMedia,
+    Timeline,
+    check_whole,
+    only_stream,
+    packets_of,
+    stream_claims,
+)
 
 SAMPLE_RATE = 16_000
 CHUNK_SECONDS = 30.0
@@ -57,7 +64,7 @@ def pcm_chunks(path: str | Path, *, chunk_s: float = CHUNK_SECONDS) -> Iterator[
     with av.open(str(path)) as container:
         if not container.streams.audio:
             return
-        stream = container.streams.audio[0]
+        stream = only_stream(list(container.streams.audio), code="sound_tracks")
         claimed_s, claimed_frames = stream_claims(container, stream)
         timeline = Timeline()
         resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)

@@ -84,7 +84,14 @@ import av
 import numpy as np
 from PIL import Image
 
-from .completeness import DamagedMedia, Timeline, check_whole, packets_of, stream_claims
+from .completeness import (
+    DamagedMedia,
+    Timeline,
+    check_whole,
+    only_stream,
+    packets_of,
+    stream_claims,
+)
 from .faces import Box, DetectedFace, FaceEngine, crop, make_engine
 
 WORK_SIDE = 720  # sampled frames are scaled to this shorter side before detection
@@ -173,9 +180,12 @@ def _opened(source: Source) -> Iterator[Any]:
 
 
 def _video_stream(container: Any) -> Any:
-    if not container.streams.video:
+    """The video stream to look at: the only one that is not cover art (DamagedMedia for more)."""
+    pictures = [s for s in container.streams.video
+                if not s.disposition & av.stream.Disposition.attached_pic]
+    if not pictures:
         raise ValueError("the file has no video stream")
-    stream = container.streams.video[0]
+    stream = only_stream(pictures, code="video_tracks")
     stream.thread_type = "AUTO"
     return stream
 

@@ -72,6 +72,10 @@ FAILURE_LABELS = {
                                   "undamaged copy."),
     "sound_incomplete": lazy_gettext("Part of the sound is missing or could not be decoded: upload "
                                      "a complete copy."),
+    "sound_tracks": lazy_gettext("The file has more than one sound track; only one can be listened "
+                                 "to: upload a copy with one."),
+    "video_tracks": lazy_gettext("The file has more than one video track; only one can be looked "
+                                 "at: upload a copy with one."),
     "frames_damaged": lazy_gettext("The picture of the video is damaged and could not be looked "
                                    "at: upload an undamaged copy."),
     "frames_incomplete": lazy_gettext("Part of the video is missing or could not be decoded: "
