@@ -126,11 +126,20 @@ def test_two_voices_upload_to_ready_and_block_until_tagged_and_consented(
 
 
 @real_engine
-def test_music_alone_is_ready_with_nobody_in_it(app: Flask, tokens: dict[str, str],
-                                                tmp_path: Path) -> None:
-    """A recording of music: analysed, no voice, so the gate only asks for the attestation."""
+def test_music_alone_is_one_sound_for_a_human_to_hear(app: Flask, tokens: dict[str, str],
+                                                      tmp_path: Path) -> None:
+    """A recording of music: the detector hears no speech, but the sound is loud, so somebody makes
+    it. It is one voice to resolve (issue 12: no speech found never reads as "nobody there");
+    marked not recognisable by a human, the gate only asks for the attestation."""
     item = upload(app, tokens, flac_bytes(music(6.0), tmp_path), "band.flac")
-    assert item["status"] == "ready" and item["appearances"] == []
+    assert item["status"] == "ready"
+    [sound] = item["appearances"]
+    assert sound["kind"] == "voice" and sound["resolution"] == "unresolved"
+    assert not gate(app, tokens, item["id"])["allowed"]
+    api = api_caller(app, tokens, "communications")
+    cleared = api("PATCH", f"/media/{item['id']}/appearances/{sound['id']}",
+                  json={"resolution": "not_recognisable"})
+    assert cleared.status_code == 200, cleared.get_json()
     assert gate(app, tokens, item["id"])["allowed"]
 
 

@@ -9,6 +9,14 @@ speaker with its segments and a short snippet to play; `voices_analysed` becomes
 that ran (a video without sound has nothing to hear), and the publication gate refuses sound
 that was not analysed.
 
+Failing closed. An error, an empty result or a cut-off file never reads as "nobody there": a
+sound track or video frames that do not decode whole (media/completeness.py) fail the analysis
+with a reason the media page shows and the gate blocks on (`analysis_failed`); every exception
+does the same. When the speech detector finds nobody in sound that is audible for at least
+UNHEARD_MIN_S (music, shouting, a detector that failed quietly), the audible stretches become one
+voice appearance to resolve, with its snippet: a human listens and tags who speaks or marks it
+"not recognisable". Silence, and a file without a sound track, have nobody to hear.
+
 Matching (biometric processing) happens only while an admin has switched it on and somebody is
 enrolled: then each face (each track, for videos) is encoded, compared with the references of the
 people whose biometric consent is valid, and the nearest person within the policy becomes a
@@ -40,17 +48,20 @@ from ..audit import SYSTEM, record
 from ..db import db, utcnow
 from ..jobs import crontab, enqueue, periodic_task, task
 from ..storage import get_storage
+from .completeness import DamagedMedia, check_photo_filled
 from .display import prepare_display
 from .faces import Box, FaceEngine, crop, make_engine, oriented
 from .matching import MatchPolicy, Reference, Suggestion, suggest_many
 from .models import Appearance, Media
-from .sound import duration_of, extract, has_sound, pcm_chunks, wav_bytes
-from .voices import VoiceEngine, find_voices, make_voice_engine
+from .sound import Loudness, duration_of, extract, has_sound, pcm_chunks, wav_bytes
+from .voices import SNIPPET_S, VoiceEngine, find_voices, make_voice_engine
 
 STALE_RUN = timedelta(minutes=30)
 LOST_QUEUE = timedelta(minutes=10)
 CROP_PREFIX = "crops"
 PROGRESS_EVERY = 2.0  # seconds between progress commits of a video
+# Audible sound in which the detector found no speech, from this many seconds on, needs a human.
+UNHEARD_MIN_S = 1.0
 
 
 @cache
@@ -125,6 +136,7 @@ class FoundVoice:
     segments: list[list[float]]
     snippet_key: str
     suggestion: Suggestion | None = None
+    speech: bool = True  # False: audible sound in which no speech was found, for a human to hear
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +176,15 @@ def _forget_earlier_run(media_id: int) -> None:
 
 
 def analyse_photo(storage_key: str, match: Matcher | None = None) -> list[FoundFace]:
-    """The faces of a photo, with crops, and suggestions when there is a matcher."""
-    image = oriented(Image.open(io.BytesIO(get_storage().get(storage_key))))
+    """The faces of a photo, with crops, and suggestions when there is a matcher.
+
+    A photo whose data cannot fill its pixels (stored before ingest refused those) raises
+    DamagedMedia before it is decoded.
+    """
+    data = get_storage().get(storage_key)
+    image = Image.open(io.BytesIO(data))
+    check_photo_filled(data, fmt={"MPO": "jpeg"}.get(image.format or "", (image.format or "").lower()))
+    image = oriented(image)
     faces = engine().detect(image)
     suggestions: list[Suggestion | None] = [None] * len(faces)
     if match is not None and faces:
@@ -207,10 +226,10 @@ def _local_copy(storage_key: str) -> Iterator[str]:
 def analyse_video(media_id: int, path: str, match: Matcher | None = None, *,
                   progress: Callable[[int], None] | None = None) -> list[FoundFace]:
     """One face per track through the video, with its segments, a thumbnail and a suggestion."""
-    from .video import thumbnail, track_faces
+    from .video import thumbnail, track_faces, video_seconds
 
     per_frame, scanner = _video_engines()
-    tracks = track_faces(path, engine=per_frame, scan_engine=scanner,
+    tracks = track_faces(path, engine=per_frame, scan_engine=scanner, duration=video_seconds(path),
                          sample_fps=current_app.config.get("VIDEO_SAMPLE_FPS", 5.0),
                          encodings=match is not None,
                          progress=progress or _progress_reporter(media_id),
@@ -237,7 +256,8 @@ def analyse_sound(path: str, match: Matcher | None = None, *,
     """One voice per speaker in the file's sound, with segments, a snippet and a suggestion.
 
     The speakers' embeddings are compared with voice references only when there is a matcher,
-    and are dropped when this returns.
+    and are dropped when this returns. Sound that does not decode whole raises DamagedMedia;
+    audible sound without speech found is returned as one voice to resolve (see the module).
     """
     if not has_sound(path):
         return []
@@ -248,7 +268,10 @@ def analyse_sound(path: str, match: Matcher | None = None, *,
         if progress is not None and duration:
             progress(int(100 * seconds / duration))
 
-    voices = find_voices(pcm_chunks(path), engine=voice_engine(), progress=heard)
+    loudness = Loudness()
+    voices = find_voices(loudness.passing(pcm_chunks(path)), engine=voice_engine(), progress=heard)
+    if not voices:
+        return _unheard(path, loudness)
     suggestions = match.suggest([v.encoding for v in voices]) if match is not None and voices else []
     found = []
     for i, voice in enumerate(voices):
@@ -257,6 +280,22 @@ def analyse_sound(path: str, match: Matcher | None = None, *,
                                 get_storage().put(snippet, prefix=CROP_PREFIX),
                                 suggestions[i] if suggestions else None))
     return found
+
+
+def _unheard(path: str, loudness: Loudness) -> list[FoundVoice]:
+    """Audible sound in which no speech was found: one voice for a human to hear; none in silence.
+
+    A detector that hears nobody may be wrong (or broken), and a recording that is loud for a
+    while has somebody making the sound: that is never cleared without a human.
+    """
+    if loudness.audible_s < UNHEARD_MIN_S:
+        return []
+    spans = [[round(start, 2), round(end, 2)] for start, end in loudness.spans]
+    longest = max(spans, key=lambda span: span[1] - span[0])
+    middle = (longest[0] + longest[1]) / 2
+    half = min(SNIPPET_S, longest[1] - longest[0]) / 2
+    snippet = wav_bytes(extract(path, start=middle - half, end=middle + half))
+    return [FoundVoice(spans, get_storage().put(snippet, prefix=CROP_PREFIX), speech=False)]
 
 
 def _still_enrolled(found: list[FoundFace], voices: list[FoundVoice], at: datetime
@@ -273,7 +312,7 @@ def _still_enrolled(found: list[FoundFace], voices: list[FoundVoice], at: dateti
     return ([f if f.suggestion is None or f.suggestion.person_id in faces_ok
              else FoundFace(f.box, f.crop_key, f.segments, None, f.track) for f in found],
             [v if v.suggestion is None or v.suggestion.person_id in voices_ok
-             else FoundVoice(v.segments, v.snippet_key, None) for v in voices])
+             else FoundVoice(v.segments, v.snippet_key, None, v.speech) for v in voices])
 
 
 def _suggested(row: Appearance, suggestion: Suggestion | None, at: datetime) -> Appearance:
@@ -311,11 +350,16 @@ def _find(media_id: int, kind: str, storage_key: str, faces: Matcher | None,
         return analyse_photo(storage_key, faces), []
     with _local_copy(storage_key) as path:
         if kind == "video":
-            found = analyse_video(media_id, path, faces,
-                                  progress=_progress_reporter(media_id, high=85))
+            found = analyse_video(media_id, path, faces, progress=_progress_reporter(media_id, high=85))
             return found, analyse_sound(path, voices,
                                         progress=_progress_reporter(media_id, low=85))
         return [], analyse_sound(path, voices, progress=_progress_reporter(media_id))
+
+
+def failure_reason(error: Exception) -> str:
+    """What is stored as the reason: a damaged file's code and detail, else the error's type too."""
+    text = str(error) if isinstance(error, DamagedMedia) else f"{type(error).__name__}: {error}"
+    return text[:300]
 
 
 @task()
@@ -352,13 +396,14 @@ def analyse_media(media_id: int) -> None:
                                                      "distance": row.distance})
         record("media:analysed", actor=SYSTEM, subject_type="media", subject_id=media_id,
                details={"faces": len(found), "voices": len(voices),
+                        "sound_without_speech": sum(not v.speech for v in voices),
                         "matching": match is not None, "voice_matching": voice_match is not None,
                         "suggestions": sum(r.suggested_person_id is not None for r in rows)})
         db.session.commit()
     except Exception as exc:  # any failure is recorded on the item, never left "analysing"
         db.session.rollback()
         current_app.logger.exception("analysis of media %s failed", media_id)
-        reason = f"{type(exc).__name__}: {exc}"[:300]
+        reason = failure_reason(exc)
         db.session.execute(sa.update(Media).where(Media.id == media_id)
                            .values(status="failed", failure_reason=reason))
         record("media:analysis_failed", actor=SYSTEM, subject_type="media", subject_id=media_id,
@@ -405,7 +450,7 @@ def listen_to_sound(media_id: int) -> None:
         db.session.rollback()
         current_app.logger.exception("listening to the sound of media %s failed", media_id)
         record("media:analysis_failed", actor=SYSTEM, subject_type="media", subject_id=media_id,
-               details={"reason": f"{type(exc).__name__}: {exc}"[:300], "part": "sound"})
+               details={"reason": failure_reason(exc), "part": "sound"})
         db.session.commit()
 
 

@@ -41,6 +41,14 @@ from ..db import db
 from ..publishing.slots import StillPublished, prepare_delete
 from ..storage import Storage
 from ..translate import _
+from .completeness import (
+    ESTIMATED_DURATION_FORMATS,
+    DamagedMedia,
+    Timeline,
+    allowed_gap,
+    check_photo_filled,
+    stream_claims,
+)
 from .models import Media
 
 log = logging.getLogger(__name__)
@@ -406,8 +414,19 @@ def _orientation(img: Image.Image) -> int:
     return value if isinstance(value, int) else 1
 
 
+def _too_little_picture(width: int, height: int) -> IngestError:
+    """The refusal for a photo whose data cannot fill the pixels its header claims."""
+    return IngestError("corrupt", _(
+        "The photo claims %(width)d by %(height)d pixels but holds too little picture data to fill "
+        "them: it is damaged or made to look larger than it is.", width=width, height=height))
+
+
 def probe_photo(path: Path, *, guess: Guess, max_pixels: int) -> Probed:
-    """Open a photo with Pillow: size check before decoding, verify, then decode it whole."""
+    """Open a photo with Pillow: size check before decoding, verify, then decode it whole.
+
+    A photo whose data cannot fill the pixels it claims (media/completeness.py) is refused before
+    it is decoded: decoders pad it, and analysis would scan megapixels of nothing.
+    """
     formats = [PILLOW_FORMATS[guess.format]]
     # A process-wide Pillow switch that some libraries turn on when imported (face_recognition
     # does): with it, a cut-off photo decodes padded with grey instead of failing. Ours is off.
@@ -420,6 +439,11 @@ def probe_photo(path: Path, *, guess: Guess, max_pixels: int) -> Probed:
                 raise IngestError("unsupported_type", _(
                     "Animated pictures are not accepted; upload the recording as a video."))
             img.verify()
+            claimed = img.size
+        try:
+            check_photo_filled(path.read_bytes(), fmt=guess.format)
+        except DamagedMedia:
+            raise _too_little_picture(*claimed) from None
         with Image.open(path, formats=formats) as img:
             _check_pixels(*img.size, max_pixels)
             turns = _orientation(img) in _QUARTER_TURN_ORIENTATIONS
@@ -453,13 +477,38 @@ def _first_frame(container: Any, stream: Any) -> Any:
     raise ValueError("no frame decoded")
 
 
-def _duration(container: Any, stream: Any) -> float | None:
-    """Length in seconds from the container, else the stream; None when neither says."""
-    if container.duration and container.duration > 0:
-        return round(container.duration / av.time_base, 3)
-    if stream.duration and stream.time_base and stream.duration > 0:
-        return round(float(stream.duration * stream.time_base), 3)
-    return None
+def _measured_duration(path: Path, *, guess: Guess, what: str) -> float | None:
+    """The length in seconds as the packets of the file's streams say; None when they say nothing.
+
+    Headers can lie both ways: duration fields set to 0xFFFFFFFF read as 0.844 s for a 10 s video
+    (analysis then paced its progress by that and sat at 99%), so the packets' timestamps give the
+    length. A header that claims much more than the packets (a cut-off file, a forged index)
+    means part of the file is missing: refused as damaged (media/completeness.py's tolerance).
+    """
+    with av.open(str(path), format=AV_FORMATS[guess.format], metadata_errors="replace") as container:
+        streams = [s for s in container.streams if s.type in ("video", "audio")
+                   and not _is_attached_picture(s)]
+        timelines = {s.index: Timeline() for s in streams}
+        for packet in container.demux(streams):
+            timelines[packet.stream.index].packet(packet)
+        for stream in streams:
+            claimed_s, claimed_frames = stream_claims(container, stream)
+            timeline = timelines[stream.index]
+            if claimed_frames is not None and timeline.packets < claimed_frames:
+                raise _corrupt(what)
+            if claimed_s is not None and claimed_s - timeline.packets_s > allowed_gap(claimed_s):
+                raise _corrupt(what)
+        starts = [t.packets_start for t in timelines.values() if t.packets_start is not None]
+        ends = [t.packets_end for t in timelines.values() if t.packets_end is not None]
+        if not starts or not ends:
+            return None
+        length = max(ends) - min(starts)
+        claimed = (container.duration / av.time_base
+                   if container.duration and container.duration > 0
+                   and container.format.name not in ESTIMATED_DURATION_FORMATS else None)
+        if claimed is not None and claimed - length > allowed_gap(claimed):
+            raise _corrupt(what)
+    return round(length, 3) if length > 0 else None
 
 
 def _kind_of_streams(guess: Guess, videos: list[Any], audios: list[Any]) -> str:
@@ -502,11 +551,13 @@ def probe_av(path: Path, *, guess: Guess, max_pixels: int) -> Probed:
                     width, height = height, width  # phones record portrait as turned landscape
                 content_type = {"mov": "video/quicktime", "webm": "video/webm"}.get(
                     guess.format, "video/mp4")
-                return Probed("video", content_type, width, height, _duration(container, stream))
+                return Probed("video", content_type, width, height,
+                              _measured_duration(path, guess=guess, what=what))
             stream = audios[0]
             _first_frame(container, stream)
             content_type = "audio/mp4" if guess.format in _ISO_MEDIA else guess.content_type
-            return Probed("audio", content_type, duration_s=_duration(container, stream))
+            return Probed("audio", content_type,
+                          duration_s=_measured_duration(path, guess=guess, what=what))
     except IngestError:
         raise
     except Exception:

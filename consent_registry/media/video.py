@@ -55,6 +55,10 @@ a copy scaled to 1280x720, on this 2-core machine (bench/bench_video_faces.py):
   singer's tracks in two shots are 0.37 apart, but two different women of the audience, in
   three-quarter view, 0.39, and a third 0.46 from one of them. Tracks are never joined across
   cuts: who is who from shot to shot is for the matching against enrolled people.
+* Damage. A frame that does not decode, or that the decoder marks corrupt (H.264 conceals a
+  damaged slice with a guessed picture, in which a face may be missing), and frames that stop
+  before the file's packets or header say the video ends, raise `DamagedMedia`
+  (media/completeness.py): a stretch nobody looked at is never "nobody there".
 * Speed. The CNN holds the GIL (two threads take as long as one; HOG's runs do overlap), so
   `workers=2` detects in two processes, forked from a fork server that has imported this module
   (~1 s to start, once per process; never forked from this process: dlib's thread pool, once used,
@@ -80,6 +84,14 @@ import av
 import numpy as np
 from PIL import Image
 
+from .completeness import (
+    DamagedMedia,
+    Timeline,
+    check_whole,
+    only_stream,
+    packets_of,
+    stream_claims,
+)
 from .faces import Box, DetectedFace, FaceEngine, crop, make_engine
 
 WORK_SIDE = 720  # sampled frames are scaled to this shorter side before detection
@@ -168,9 +180,12 @@ def _opened(source: Source) -> Iterator[Any]:
 
 
 def _video_stream(container: Any) -> Any:
-    if not container.streams.video:
+    """The video stream to look at: the only one that is not cover art (DamagedMedia for more)."""
+    pictures = [s for s in container.streams.video
+                if not s.disposition & av.stream.Disposition.attached_pic]
+    if not pictures:
         raise ValueError("the file has no video stream")
-    stream = container.streams.video[0]
+    stream = only_stream(pictures, code="video_tracks")
     stream.thread_type = "AUTO"
     return stream
 
@@ -264,9 +279,12 @@ def _samples(container: Any, *, sample_fps: float, scan_every: float, clock: _Cl
     shot, shot_start = -1, 0.0
     next_sample = next_scan = 0.0
     t = -frame_time
-    for frame in container.decode(stream):
+    claimed_s, claimed_frames = stream_claims(container, stream)
+    timeline = Timeline()
+    for frame in _decoded(container, stream, timeline):
         t = max(float(frame.time) - origin, 0.0) if frame.time is not None else t + frame_time
         clock.end = t + frame_time
+        timeline.frame(t, t + frame_time)
         grid = _luma_grid(frame)
         cut = previous is None
         if previous is not None:
@@ -289,6 +307,34 @@ def _samples(container: Any, *, sample_fps: float, scan_every: float, clock: _Cl
             next_sample += step
         if scan:
             next_scan = t + scan_every
+    check_whole(kind="frames", timeline=timeline, claimed_s=claimed_s, claimed_frames=claimed_frames)
+
+
+def _decoded(container: Any, stream: Any, timeline: Timeline) -> Iterator[Any]:
+    """The stream's frames, counted; a packet that does not decode or a corrupt frame raises."""
+    try:
+        for packet in container.demux(stream):
+            timeline.packet(packet)
+            for frame in packet.decode():
+                if frame.is_corrupt:
+                    raise DamagedMedia("frames_damaged", f"a damaged frame at {_at(frame, timeline)}")
+                yield frame
+    except av.error.FFmpegError as error:
+        raise DamagedMedia("frames_damaged", f"decoding stopped at {_at(None, timeline)}: "
+                                             f"{error.strerror or type(error).__name__}") from error
+
+
+def _at(frame: Any, timeline: Timeline) -> str:
+    """Where a damaged frame is, for people: its time, else after the frames decoded so far."""
+    if frame is not None and frame.time is not None:
+        return f"{float(frame.time):.2f} s"
+    return f"frame {timeline.frames + 1}"
+
+
+def video_seconds(source: Source) -> float | None:
+    """How long the first video stream lasts as its packets say (headers can lie); None if unsaid."""
+    with _opened(source) as container:
+        return packets_of(container, _video_stream(container)).packets_s or None
 
 
 # --- detection -------------------------------------------------------------------------------------
@@ -571,7 +617,8 @@ def _relink(tracks: list[FaceTrack], shots: list[int]) -> tuple[list[FaceTrack],
 
 def track_faces(source: Source, *, engine: FaceEngine, scan_engine: FaceEngine | None = None,
                 sample_fps: float = SAMPLE_FPS, scan_every: float = SCAN_EVERY, encodings: bool = False,
-                progress: Progress | None = None, workers: int = 1) -> list[FaceTrack]:
+                progress: Progress | None = None, workers: int = 1,
+                duration: float | None = None) -> list[FaceTrack]:
     """The faces in a video, one track per face per shot, ordered by when they are first seen.
 
     source is a path or a binary stream (read from its start). `engine` looks at every sampled
@@ -579,6 +626,8 @@ def track_faces(source: Source, *, engine: FaceEngine, scan_engine: FaceEngine |
     see the module's docstring for the policy and `make_video_engines` for the measured pair.
     `progress` is called with 0..100 as the video is processed (100 exactly once, at the end).
     With `workers` > 1 detection runs in that many processes, so the engines must pickle.
+    `duration` (seconds, e.g. from `video_seconds`) paces the progress instead of the header's
+    claim, which can be absurd. A video that does not decode whole raises DamagedMedia.
     """
     if sample_fps <= 0 or scan_every <= 0 or workers < 1:
         raise ValueError("sample_fps and scan_every must be positive and workers at least 1")
@@ -594,7 +643,7 @@ def track_faces(source: Source, *, engine: FaceEngine, scan_engine: FaceEngine |
 
     report(0)
     with _detection(_Detector(engine, scan_engine), workers) as detect, _opened(source) as container:
-        clock = _Clock(_duration(container, _video_stream(container)))
+        clock = _Clock(duration or _duration(container, _video_stream(container)))
         samples = _samples(container, sample_fps=sample_fps, scan_every=scan_every, clock=clock)
         for sample, found in detect(samples):
             seen = tracker.add(sample, found)

@@ -67,6 +67,33 @@ RESOLUTION_LABELS = {"unresolved": lazy_gettext("not yet tagged"),
                      "not_recognisable": lazy_gettext("not recognisable"),
                      "blur": lazy_gettext("blurred when published")}
 APPEARANCE_LABELS = {"face": lazy_gettext("Face"), "voice": lazy_gettext("Voice")}
+# Why an analysis failed, by the code of a file that did not decode whole (media/completeness.py).
+FAILURE_LABELS = {
+    "sound_damaged": lazy_gettext("The sound is damaged and could not be listened to: upload an "
+                                  "undamaged copy."),
+    "sound_incomplete": lazy_gettext("Part of the sound is missing or could not be decoded: upload "
+                                     "a complete copy."),
+    "sound_tracks": lazy_gettext("The file has more than one sound track; only one can be listened "
+                                 "to: upload a copy with one."),
+    "video_tracks": lazy_gettext("The file has more than one video track; only one can be looked "
+                                 "at: upload a copy with one."),
+    "frames_damaged": lazy_gettext("The picture of the video is damaged and could not be looked "
+                                   "at: upload an undamaged copy."),
+    "frames_incomplete": lazy_gettext("Part of the video is missing or could not be decoded: "
+                                      "upload a complete copy."),
+    "photo_incomplete": lazy_gettext("The photo holds less picture than it claims: upload the "
+                                     "original."),
+}
+
+
+def failure_label(reason: str | None) -> str:
+    """A stored failure reason for people: the translated sentence of its code, the detail after."""
+    if not reason:
+        return ""
+    code, _sep, detail = reason.partition(": ")
+    if code in FAILURE_LABELS:
+        return f"{FAILURE_LABELS[code]} ({detail})" if detail else str(FAILURE_LABELS[code])
+    return reason
 
 
 @bp.context_processor
@@ -76,7 +103,7 @@ def _labels() -> dict[str, Any]:
         return lambda code: str(table.get(code, code))
     return {"media_kind_label": label(KIND_LABELS), "media_status_label": label(STATUS_LABELS),
             "resolution_label": label(RESOLUTION_LABELS),
-            "appearance_label": label(APPEARANCE_LABELS)}
+            "appearance_label": label(APPEARANCE_LABELS), "failure_label": failure_label}
 
 
 def _limits() -> Limits:
