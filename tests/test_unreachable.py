@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,14 +20,16 @@ from test_tagging import face, make_photo
 
 from consent_registry.audit import AuditEvent
 from consent_registry.consent.forms import QR_ERROR, answer_link
+from consent_registry.consent.links import answer_token
 from consent_registry.consent.models import ConsentRecipient, ConsentRequest
+from consent_registry.consent.paper_links import paper_token
 from consent_registry.consent.reach import reason_for
-from consent_registry.db import db
+from consent_registry.db import db, utcnow
 from consent_registry.people.models import Person
 
 from conftest import bearer, csrf_token
 
-REQUESTERS = ("admin", "staff", "communications")
+SHORT_TOKEN = re.compile(r"[0-9A-HJKMNP-TV-Z]{4}(?:-[0-9A-HJKMNP-TV-Z]{4}){5}")
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -130,6 +133,13 @@ def modules_of(link: str) -> set[tuple[int, int]]:
     """The dark modules segno itself encodes the link into."""
     matrix = segno.make(link, error=QR_ERROR, micro=False).matrix
     return {(x, y) for y, row in enumerate(matrix) for x, value in enumerate(row) if value}
+
+
+def heading(text: str) -> str:
+    """A page's first heading."""
+    match = re.search(r"<h1>([^<]+)</h1>", text)
+    assert match, text[:500]
+    return html.unescape(match.group(1))
 
 
 def events(action: str) -> list[AuditEvent]:
@@ -244,20 +254,24 @@ def test_the_request_page_lists_the_unreachable_and_prints_a_working_form(
     assert f'href="/people/{people["noor"].id}/consents#paper-form"' in text  # the paper-form entry
 
     link = printed_link(form)
-    assert link == answer_link(noor.id)  # the e-mail's link for this recipient, signed the same way
-    assert link.startswith(app.config["PUBLIC_URL"].rstrip("/") + "/c/")
+    today = utcnow().date()
+    assert link == answer_link(noor.id, today=today)
+    assert link.startswith(app.config["PUBLIC_URL"].rstrip("/") + "/c/")  # the e-mail's answer page
     path = urlsplit(link).path
     token = path.removeprefix("/c/")
-    assert "noor" not in token.casefold() and "visser" not in token.casefold()  # reveals nobody
+    assert SHORT_TOKEN.fullmatch(token), token  # 24 characters to type, in groups of four
     assert qr_modules(form) == modules_of(link)
-    assert qr_modules(form) != modules_of(answer_link(ivo.id))
+    assert qr_modules(form) != modules_of(answer_link(ivo.id, today=today))
 
-    # The printed link opens the same answer page, and answering through it counts.
+    # The printed link opens the same answer page as the e-mail's, and answering through it counts.
     family = app.test_client()
     answer = family.get(path)
     assert answer.status_code == 200
     answer_text = answer.get_data(as_text=True)
     assert "Profielwerkstukavond" in answer_text
+    by_mail = app.test_client().get(f"/c/{answer_token(noor.id)}").get_data(as_text=True)
+    assert heading(by_mail) == heading(answer_text) == "Uw toestemming"
+    assert app.test_client().get(path.lower()).status_code == 200  # typed in lower case
     posted = family.post(path, data={
         "csrf_token": re.search(r'name="csrf_token" value="([^"]+)"', answer_text).group(1),
         "choice_facebook": "granted", "choice_website": "refused"})
@@ -386,3 +400,20 @@ def test_decisions_already_given_do_not_hide_an_unreachable_decider(logged_in: A
     decide(people["noor"].id, "facebook", "refused")
     text = ask_class(client_in(logged_in, "staff"), confirm=False).get_data(as_text=True)
     assert ("Noor Visser", "the pupil", "no_pupil_address") in unreachable_rows(text)
+
+
+def test_an_altered_or_old_printed_link_opens_nothing(app: Flask, logged_in: Any) -> None:
+    """The answer page refuses a short link with one character changed (404) or past its days (410)."""
+    people = upper_years()
+    ask_class(client_in(logged_in, "staff"), confirm=True)
+    noor = recipient_of(only_request(), people["noor"])
+    today = utcnow().date()
+    token = paper_token(noor.id, today=today)
+    altered = ("1" if token[0] != "1" else "2") + token[1:]
+    visitor = app.test_client()
+    assert visitor.get(f"/c/{token}").status_code == 200
+    assert visitor.get(f"/c/{altered}").status_code == 404
+    days = app.config["CONSENT_LINK_DAYS"]
+    old = paper_token(noor.id, today=today - timedelta(days=days + 1))
+    assert visitor.get(f"/c/{old}").status_code == 410
+    assert visitor.get(f"/c/{paper_token(noor.id, today=today - timedelta(days=days))}").status_code == 200

@@ -1,8 +1,9 @@
 """Printable consent forms for the deciders e-mail cannot reach.
 
 Each form carries the request's text, a tick box per channel, a signature line, and the decider's
-personal answer link (the same signed link, to the same answer page, as the e-mail) written out
-and as a QR code. The QR code is inline SVG made by segno in-process: nothing is fetched.
+personal answer link (signed like the e-mail's, to the same answer page, but short enough to type:
+consent/paper_links.py) written out and as a QR code. The QR code is inline SVG made by segno
+in-process: nothing is fetched.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from markupsafe import Markup
 
 from ..db import utcnow
 from ..people.models import Person
-from .links import answer_token, external_url
+from .links import external_url
 from .models import ConsentRecipient, ConsentRequest
+from .paper_links import paper_token
 from .reach import LINKABLE, reason_for
 from .rules import default_valid_until
 from .texts import text_for
@@ -27,9 +29,9 @@ QR_ERROR = "m"
 QR_SCALE = 3
 
 
-def answer_link(recipient_id: int) -> str:
-    """The absolute answer link of a recipient, exactly as its e-mail carries it."""
-    return external_url("consent_public.answer", token=answer_token(recipient_id))
+def answer_link(recipient_id: int, *, today: date) -> str:
+    """A recipient's absolute answer link for paper: the e-mail's answer page, a short token."""
+    return external_url("consent_public.answer", token=paper_token(recipient_id, today=today))
 
 
 def qr_svg(url: str) -> Markup:
@@ -65,7 +67,7 @@ def printable_form(recipient: ConsentRecipient, *, today: date | None = None) ->
                         has_guardian=recipient.guardian_id is not None, email=recipient.email,
                         delivery=recipient.delivery)
     has_link = reason is None or reason in LINKABLE
-    link = answer_link(recipient.id) if has_link else None
+    link = answer_link(recipient.id, today=day) if has_link else None
     return PrintableForm(
         recipient_id=recipient.id, request=recipient.request, person=recipient.person,
         language=language, for_self=recipient.decider_kind != "guardian",
