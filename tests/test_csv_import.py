@@ -559,9 +559,9 @@ PUPIL_EMAIL_HEADERS = [
 @pytest.mark.parametrize("header", PUPIL_EMAIL_HEADERS)
 def test_pupil_email_columns_of_the_usual_exports_fill_the_pupils_own_address(header: str) -> None:
     """A pupil of 16 decides themselves: their address must come in with the usual headers."""
-    data = make_csv([[*BASIC_HEADER, header, "E-mail ouder 1"],
+    data = make_csv([[*BASIC_HEADER, header, "E-mail ouder 1", "Naam ouder 1"],
                      ["1", "Ada", "Smit", "01-02-2008", "Ada.Smit@Leerling.School.nl",
-                      "ouder@example.nl"]])
+                      "ouder@example.nl", "Eva Smit"]])
     parsed = parse_pupil_csv(data)
     assert parsed.columns["email"] == header
     pupil = only_pupil(parsed)
