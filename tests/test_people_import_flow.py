@@ -686,3 +686,23 @@ def test_preview_shows_reasons_and_fields_in_the_pages_language(
     assert f'<label for="m-guardian1_email">{label}</label>' in html
     assert 'name="guardian1_email"' in html  # the form still posts the field codes
     assert ">guardian1_email<" not in html and ">birth_date<" not in html
+
+
+def test_a_guardian_imported_without_a_name_can_be_kept_named_and_unlinked(logged_in: LoggedIn) -> None:
+    """The person page copes with a nameless guardian: shown as a dash, kept when another is removed."""
+    client = admin(logged_in)
+    header = "Leerlingnummer;Roepnaam;Achternaam;Geboortedatum;E-mail ouder 1;E-mail ouder 2;Naam ouder 2"
+    import_via_web(client, magister("300001;Fenna;Kok;01-02-2013;a.kok@example.nl;b.kok@example.nl;Bob Kok",
+                                    header=header))
+    fenna = people()["300001"]
+    page = client.get(f"/people/{fenna.id}").get_data(as_text=True)
+    assert "<td>\N{EN DASH}</td>\n    <td>a.kok@example.nl</td>" in page
+    bob = next(link.guardian_id for link in fenna.guardian_links if link.guardian.name == "Bob Kok")
+    removed = post(client, f"/people/{fenna.id}/guardians/{bob}/remove")
+    assert removed.status_code == 302, removed.get_data(as_text=True)[:300]
+    [left] = people()["300001"].guardian_links
+    assert (left.guardian.email, left.guardian.name) == ("a.kok@example.nl", "")
+    named = post(client, f"/people/{fenna.id}/guardians", {"name": "Anna Kok", "email": "a.kok@example.nl"})
+    assert named.status_code == 302
+    [left] = people()["300001"].guardian_links
+    assert left.guardian.name == "Anna Kok"
