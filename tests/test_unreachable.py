@@ -417,3 +417,23 @@ def test_an_altered_or_old_printed_link_opens_nothing(app: Flask, logged_in: Any
     old = paper_token(noor.id, today=today - timedelta(days=days + 1))
     assert visitor.get(f"/c/{old}").status_code == 410
     assert visitor.get(f"/c/{paper_token(noor.id, today=today - timedelta(days=days))}").status_code == 200
+
+
+def test_who_left_or_got_a_guardian_since_the_request_is_no_longer_listed(logged_in: Any) -> None:
+    """A leaver needs no form (409 when asked for one); a pupil with a guardian now is asked anew."""
+    people = upper_years()
+    staff = client_in(logged_in, "staff")
+    ask_class(staff, confirm=True)
+    request_ = only_request()
+    noor_id = recipient_of(request_, people["noor"]).id
+    db.session.get(Person, people["noor"].id).status = "left"
+    ivo = db.session.get(Person, people["ivo"].id)
+    db.session.commit()
+    add_guardian = staff.post(f"/people/{ivo.id}/guardians", data={
+        "csrf_token": csrf_token(staff, f"/people/{ivo.id}"), "name": "Ivo's vader",
+        "email": "vader.ivo@example.nl"})
+    assert add_guardian.status_code == 302
+    detail = staff.get(f"/consent-requests/{request_.id}").get_data(as_text=True)
+    assert 'id="unreachable"' not in detail
+    assert print_forms(staff, request_.id, noor_id).status_code == 409
+    assert events("consent_form:print") == []

@@ -15,10 +15,10 @@ from markupsafe import Markup
 
 from ..audit import Actor, record
 from ..auth.access import allow
-from ..db import db
+from ..db import db, utcnow
 from .forms import printable_form
 from .models import ConsentRecipient, ConsentRequest
-from .reach import unreachable_recipients
+from .reach import still_asked, unreachable_recipients
 from .views import RECORDERS, _form_id, bp
 
 PRINTERS = RECORDERS  # those who may record a paper answer may hand out the form for it
@@ -38,13 +38,14 @@ def _chosen_recipients(request_: ConsentRequest) -> list[ConsentRecipient]:
     raw = request.form.getlist("recipient_id")
     if not raw:
         wanted = [u.recipient_id for u in unreachable_recipients(request_.recipients)]
-        return [by_id[i] for i in wanted if i is not None and by_id[i].person.status == "active"]
+        return [by_id[i] for i in wanted if i is not None]
     ids = [_form_id(value) for value in raw]
     if any(i not in by_id for i in ids):
         abort(404)  # not a recipient of this request
     chosen = [by_id[i] for i in dict.fromkeys(ids) if i is not None]
-    if any(r.answered_at is not None or r.person.status != "active" for r in chosen):
-        abort(409)  # an answered or departed recipient's link no longer opens the answer page
+    today = utcnow().date()
+    if not all(still_asked(r, on=today) for r in chosen):
+        abort(409)  # answered, left, or no longer the decider: the link would open nothing
     return chosen
 
 

@@ -14,9 +14,10 @@ from datetime import date
 
 from flask_babel import lazy_gettext
 
+from ..db import utcnow
 from ..people.models import Person
 from .models import ConsentRecipient
-from .service import deciders_of
+from .service import deciders_of, is_decider
 
 REASONS = {
     "no_guardian": lazy_gettext("No guardian in the register: nobody can answer for this pupil."),
@@ -73,15 +74,25 @@ def _sorted(rows: Iterable[Unreachable]) -> list[Unreachable]:
     return sorted(rows, key=lambda u: (u.group or "", u.person_name.casefold(), u.person_id))
 
 
-def unreachable_recipients(recipients: Iterable[ConsentRecipient]) -> list[Unreachable]:
-    """The recipients of a request who cannot be reached by e-mail and have not answered."""
+def still_asked(row: ConsentRecipient, *, on: date) -> bool:
+    """Whether the recipient still has something to answer: unanswered, and still the decider."""
+    if row.answered_at is not None or row.person.status != "active":
+        return False
+    if row.decider_kind == "guardian" and row.guardian_id is None:  # no guardian when asked
+        return not row.person.guardian_links  # once a guardian is added, a new request asks them
+    # A guardian of a pupil who has since turned 16 no longer decides: their link shows that.
+    return is_decider(row.person, kind=row.decider_kind, guardian_id=row.guardian_id, on=on)
+
+
+def unreachable_recipients(recipients: Iterable[ConsentRecipient], *,
+                           on: date | None = None) -> list[Unreachable]:
+    """The recipients of a request who cannot be reached by e-mail and still have to answer."""
+    day = on or utcnow().date()
     found = []
     for row in recipients:
-        if row.answered_at is not None:
-            continue
         reason = reason_for(decider_kind=row.decider_kind, has_guardian=row.guardian_id is not None,
                             email=row.email, delivery=row.delivery)
-        if reason is None:
+        if reason is None or not still_asked(row, on=day):
             continue
         found.append(Unreachable(
             person_id=row.person_id, person_name=row.person.full_name, group=row.person.group,
