@@ -242,6 +242,7 @@ def test_the_request_page_lists_the_unreachable_and_prints_a_working_form(
 
     printed = print_forms(staff, request_.id, noor.id)
     assert printed.status_code == 200
+    assert printed.headers["Cache-Control"] == "no-store"  # live links are not cached
     text = printed.get_data(as_text=True)
     forms = forms_in(text)
     assert list(forms) == [noor.id]

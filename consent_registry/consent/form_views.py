@@ -22,6 +22,8 @@ from .reach import still_asked, unreachable_recipients
 from .views import RECORDERS, _form_id, bp
 
 PRINTERS = RECORDERS  # those who may record a paper answer may hand out the form for it
+# The page holds live answer links: no copy in a browser or proxy cache, no Referer leaving it.
+NOT_KEPT = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
 def _request_or_404(request_id: int) -> ConsentRequest:
@@ -59,17 +61,17 @@ def _render_form(recipient: ConsentRecipient) -> Markup:
 
 @bp.post("/consent-requests/<int:request_id>/forms")
 @allow(*PRINTERS)
-def print_forms(request_id: int) -> tuple[str, int]:
+def print_forms(request_id: int) -> tuple[str, int, dict[str, str]]:
     """Printable forms: one recipient's, or all who cannot be reached, in one document."""
     request_ = _request_or_404(request_id)
     chosen = _chosen_recipients(request_)
     forms = [_render_form(r) for r in chosen]
     if not chosen:
         return render_template("consent/printable_forms.html", request_=request_, forms=[],
-                               recipients=[]), 200
+                               recipients=[]), 200, NOT_KEPT
     record("consent_form:print", actor=Actor("user", current_user.id),
            subject_type="consent_request", subject_id=request_.id,
            details={"recipient_ids": [r.id for r in chosen]})
     db.session.commit()
     return render_template("consent/printable_forms.html", request_=request_, forms=forms,
-                           recipients=chosen), 200
+                           recipients=chosen), 200, NOT_KEPT
