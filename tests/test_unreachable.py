@@ -280,6 +280,8 @@ def test_the_request_page_lists_the_unreachable_and_prints_a_working_form(
     db.session.expire_all()
     assert db.session.get(ConsentRecipient, noor.id).answered_at is not None
 
+    [opened] = events("consent_link:open")
+    assert opened.details == {"recipient_id": noor.id, "printed": True}
     # Printing is audited with the recipients it exposed.
     [event] = events("consent_form:print")
     assert event.actor_type == "user" and event.actor_id == users["staff"].id
