@@ -47,11 +47,6 @@ class Unreachable:
     recipient_id: int | None = None  # None before the request exists
 
     @property
-    def printable(self) -> bool:
-        """Whether a printed form can carry a working answer link."""
-        return self.reason in LINKABLE and self.recipient_id is not None
-
-    @property
     def reason_text(self) -> str:
         """The reason in the page's language."""
         return str(REASONS[self.reason])
