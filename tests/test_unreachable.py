@@ -238,6 +238,9 @@ def test_the_request_page_lists_the_unreachable_and_prints_a_working_form(
     assert unreachable_rows(detail) == [("Kid503 Fam503", "a parent or guardian", "no_guardian"),
                                         ("Noor Visser", "the pupil", "no_pupil_address")]
     assert "Print all 2 forms in one document" in detail
+    # The recipients' table no longer calls the missing guardian "the staff member".
+    ivo_row = detail.split(f'href="/people/{people["ivo"].id}/consents">', 2)[-1].split("</tr>", 1)[0]
+    assert "a parent or guardian" in ivo_row and "the staff member" not in ivo_row
     assert f'href="/people/{people["noor"].id}/consents#paper-form"' in detail
 
     printed = print_forms(staff, request_.id, noor.id)
