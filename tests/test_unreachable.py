@@ -443,3 +443,33 @@ def test_who_left_or_got_a_guardian_since_the_request_is_no_longer_listed(logged
     assert 'id="unreachable"' not in detail
     assert print_forms(staff, request_.id, noor_id).status_code == 409
     assert events("consent_form:print") == []
+
+
+def test_a_class_nobody_can_be_e_mailed_in_still_gets_a_request_to_print_forms_for(
+    logged_in: Any,
+) -> None:
+    """The issue's class: five pupils of 16 or older without addresses, 0 of 5 e-mails. The preview
+    no longer offers only a disabled button: the request is made for its printed forms."""
+    for n in range(5):
+        add_person(f"90{n}", age=17, group="6A")
+    staff = client_in(logged_in, "staff")
+    preview = ask_class(staff, confirm=False, group="6A").get_data(as_text=True)
+    assert len(unreachable_rows(preview)) == 5
+    assert re.search(r"<button type=\"submit\" >Create the request to print its forms</button>", preview)
+    created = ask_class(staff, confirm=True, group="6A")
+    assert created.status_code == 302
+    request_ = only_request()
+    assert created.headers["Location"].endswith(f"/consent-requests/{request_.id}#unreachable")
+    landed = staff.get(created.headers["Location"]).get_data(as_text=True)
+    assert "Nobody in this request can be e-mailed: print their forms below." in landed
+    assert "Print all 5 forms in one document" in landed
+    assert len(forms_in(print_forms(staff, request_.id).get_data(as_text=True))) == 5
+
+
+def test_a_staff_member_without_an_address_is_listed_and_can_be_given_a_form(logged_in: Any) -> None:
+    """Staff decide for themselves: without an address they are named, and the request can be made."""
+    add_person("950", age=40, role="staff", group="6B")
+    text = ask_class(client_in(logged_in, "staff"), confirm=False, group="6B").get_data(as_text=True)
+    assert "Create the request to print its forms</button>" in text
+    assert "disabled>Create the request" not in text
+    assert unreachable_rows(text) == [("Kid950 Fam950", "the staff member", "no_staff_address")]

@@ -221,10 +221,15 @@ def request_preview_or_send() -> tuple[str, int] | Response:
         return render_template("consent/request_preview.html", preview=preview, counts=counts,
                                people=sum(p.status == "active" for p in people),
                                unreachable=unreachable, form=request.form), 200
+    mailed = any(r.delivery == "pending" for r in request_.recipients)
     db.session.commit()
     enqueue(send_request_mails, request_.id)
-    flash(_("The request is being sent."), "success")
-    return redirect(url_for("consent.request_detail", request_id=request_.id))
+    if mailed:
+        flash(_("The request is being sent."), "success")
+    else:
+        flash(_("Nobody in this request can be e-mailed: print their forms below."), "info")
+    anchor = None if mailed else "unreachable"
+    return redirect(url_for("consent.request_detail", request_id=request_.id, _anchor=anchor))
 
 
 @bp.get("/consent-requests")
