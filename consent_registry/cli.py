@@ -91,7 +91,7 @@ def people_import(file: Path, dry_run: bool, mapping: tuple[str, ...]) -> None:
     for row in report.rejected:
         click.echo(f"row {row['row']}: {row['field'] or '-'}: {row['message']}", err=True)
     click.echo(f"created {report.created}, updated {report.updated}, "
-               f"unchanged {report.unchanged}, rejected {len(report.rejected)}")
+               f"unchanged {report.unchanged}, rejected {report.rejected_rows}")
     if report.missing:
         click.echo(f"not in this file (kept, check them): {', '.join(report.missing)}")
     if dry_run:

@@ -59,6 +59,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("consent.person_consents", "GET"): ALL,
     ("consent.record_paper", "POST"): WRITERS,
     ("consent.scan", "GET"): frozenset({"admin", "staff", "dpo"}),
+    ("consent.print_forms", "POST"): WRITERS,
     ("consent.overview", "GET"): ALL,
     ("consent.requests_list", "GET"): ALL,
     ("consent.request_detail", "GET"): ALL,

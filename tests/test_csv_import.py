@@ -546,6 +546,39 @@ def test_pupil_email_is_normalised_and_optional() -> None:
     assert (second.email, second.group) == (None, None)
 
 
+PUPIL_EMAIL_HEADERS = [
+    # Magister
+    "E-mail", "E-mailadres", "E-mail leerling", "Leerling e-mail",
+    # Somtoday
+    "E-mailadres leerling", "Emailadres leerling", "E-mailadres school", "School e-mailadres",
+    # ParnasSys
+    "Emailadres", "E-mail school", "Schoolmail",
+]
+
+
+@pytest.mark.parametrize("header", PUPIL_EMAIL_HEADERS)
+def test_pupil_email_columns_of_the_usual_exports_fill_the_pupils_own_address(header: str) -> None:
+    """A pupil of 16 decides themselves: their address must come in with the usual headers."""
+    data = make_csv([[*BASIC_HEADER, header, "E-mail ouder 1", "Naam ouder 1"],
+                     ["1", "Ada", "Smit", "01-02-2008", "Ada.Smit@Leerling.School.nl",
+                      "ouder@example.nl", "Eva Smit"]])
+    parsed = parse_pupil_csv(data)
+    assert parsed.columns["email"] == header
+    pupil = only_pupil(parsed)
+    assert pupil.email == "ada.smit@leerling.school.nl"
+    assert [g.email for g in pupil.guardians] == ["ouder@example.nl"]
+
+
+def test_the_pupils_own_address_wins_over_the_school_address_and_a_plain_email() -> None:
+    header = [*BASIC_HEADER, "E-mail", "E-mailadres school", "E-mail leerling"]
+    data = make_csv([header, ["1", "Ada", "Smit", "01-02-2008", "a@x.nl", "b@x.nl", "c@x.nl"]])
+    parsed = parse_pupil_csv(data)
+    assert parsed.columns["email"] == "E-mail leerling"
+    assert only_pupil(parsed).email == "c@x.nl"
+    school = make_csv([header[:-1], ["1", "Ada", "Smit", "01-02-2008", "a@x.nl", "b@x.nl"]])
+    assert only_pupil(parse_pupil_csv(school)).email == "b@x.nl"
+
+
 @pytest.mark.parametrize("address", ["sanne@", "sanne.school.nl", "sanne@@school.nl", "a b@c.nl"])
 def test_broken_pupil_email_is_a_row_error(address: str) -> None:
     data = make_csv([[*BASIC_HEADER, "E-mail"], ["1", "A", "B", "01-01-2012", address]])
@@ -609,19 +642,56 @@ def test_guardian_without_email_is_a_row_error() -> None:
     assert error.message == "Guardian 2 has no e-mail address"
 
 
-def test_guardian_without_name_is_a_row_error_not_an_invented_name() -> None:
+def test_guardian_with_an_address_but_no_name_is_imported_without_an_invented_name() -> None:
     data = guardian_csv(["", "an@example.org", "Moeder", "", "", ""])
-    parsed = parse_pupil_csv(data)
-    assert parsed.pupils == ()
-    [error] = parsed.errors
-    assert (error.field, error.code) == ("guardian1_name", "guardian_without_name")
+    pupil = only_pupil(parse_pupil_csv(data))
+    assert pupil.guardians == (ImportedGuardian(None, "an@example.org", "Moeder"),)
 
 
-def test_guardian_without_name_and_with_broken_email_gets_both_errors() -> None:
+def test_guardian_without_name_and_with_broken_email_is_an_email_error() -> None:
     data = guardian_csv(["", "an@", "", "", "", ""])
-    fields = errors_by_field(parse_pupil_csv(data))
-    assert fields["guardian1_name"].code == "guardian_without_name"
-    assert fields["guardian1_email"].code == "invalid_email"
+    [error] = parse_pupil_csv(data).errors
+    assert (error.field, error.code) == ("guardian1_email", "invalid_email")
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["E-mail ouder/verzorger 1", "E-mailadres verzorger 1", "Verzorger 1 e-mail", "Email ouder 1"],
+)
+def test_guardian_email_columns_without_any_name_column_are_imported(header: str) -> None:
+    """An export with only the guardians' addresses: every row is imported, nobody is refused."""
+    data = make_csv([
+        [*BASIC_HEADER, header],
+        ["1", "Ada", "Smit", "01-02-2012", "Sanne@Example.nl"],
+        ["2", "Bas", "Kok", "03-04-2013", ""],
+    ])
+    parsed = parse_pupil_csv(data)
+    assert (parsed.file_errors, parsed.errors) == ((), ())
+    assert parsed.columns["guardian1_email"] == header
+    assert [p.guardians for p in parsed.pupils] == [
+        (ImportedGuardian(None, "sanne@example.nl", None),), ()]
+
+
+def test_a_nameless_guardian_takes_the_name_a_sibling_row_gives() -> None:
+    data = (
+        b"Leerlingnummer;Roepnaam;Achternaam;Geboortedatum;E-mail ouder 1;Naam ouder 1\n"
+        b"1;Ada;Smit;01-02-2012;sanne@example.nl;\n"
+        b"2;Bas;Smit;03-04-2014;sanne@example.nl;Sanne Smit\n"
+    )
+    parsed = parse_pupil_csv(data)
+    assert [p.guardians[0].name for p in parsed.pupils] == ["Sanne Smit", "Sanne Smit"]
+
+
+def test_a_file_without_guardian_names_keeps_the_names_the_register_has() -> None:
+    """Importing addresses only is no change for a guardian the school named by hand."""
+    data = make_csv([[*BASIC_HEADER, "E-mail ouder 1"],
+                     ["1", "Ada", "Smit", "01-02-2012", "sanne@example.nl"]])
+    pupil = only_pupil(parse_pupil_csv(data))
+    named = existing_from(pupil, guardians=frozenset({("sanne@example.nl", "Sanne Smit", None)}))
+    assert plan_import(parse_pupil_csv(data), {"1": named}).unchanged == (pupil,)
+    other = existing_from(pupil, guardians=frozenset({("piet@example.nl", "Piet Smit", None)}))
+    [update] = plan_import(parse_pupil_csv(data), {"1": other}).update
+    assert update.fields == ("guardians",)
 
 
 def test_broken_guardian_email_names_the_guardian_field() -> None:

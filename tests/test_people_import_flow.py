@@ -411,6 +411,49 @@ def test_every_bad_row_is_listed(logged_in: LoggedIn) -> None:
     assert summary_counts(html)["Rejected rows"] == 4
 
 
+def test_rejected_rows_are_counted_as_rows_and_every_problem_is_listed(
+    logged_in: LoggedIn, app: Flask, tmp_path: Path
+) -> None:
+    """A row with three problems is one rejected row; its three problems are all still listed."""
+    client = admin(logged_in)
+    content = magister(DAAN, "100500;;;Smit;31-02-2013;5A;kapot@;;;",
+                       "100501;Bo;;Smit;01-01-13;5A;;;;")
+    html = client.get(f"/people/import/{uploaded(client, content)}").get_data(as_text=True)
+    assert [(row, field) for row, _n, field, _r in rejected_rows(html)] == [
+        ("3", "given_name"), ("3", "birth_date"), ("3", "guardian1_email"), ("4", "birth_date")]
+    counts = summary_counts(html)
+    assert (counts["Rejected rows"], counts["Problems in the rejected rows"]) == (2, 4)
+    path = tmp_path / "export.csv"
+    path.write_bytes(content)
+    result = run_cli(app, str(path), "--dry-run")
+    assert "created 1, updated 0, unchanged 0, rejected 2" in result.output
+    assert result.output.count("row 3:") == 3
+
+
+def test_pupil_and_guardian_addresses_without_guardian_names_are_imported(
+    logged_in: LoggedIn,
+) -> None:
+    """An upper-years export: the pupils' own (school) addresses and the guardians' addresses only."""
+    client = admin(logged_in)
+    header = "Leerlingnummer;Roepnaam;Achternaam;Geboortedatum;Klas;E-mailadres school;E-mail ouder 1"
+    content = magister("200001;Noor;Visser;01-02-2008;5V;Noor.Visser@Leerling.School.nl;"
+                       "ouders.visser@example.nl", "200002;Sem;Bos;03-04-2008;5V;;", header=header)
+    done = import_via_web(client, content).get_data(as_text=True)
+    assert done_counts(done)["New pupils"] == 2
+    noor, sem = people()["200001"], people()["200002"]
+    assert (noor.email, sem.email) == ("noor.visser@leerling.school.nl", None)
+    [link] = noor.guardian_links
+    assert (link.guardian.email, link.guardian.name) == ("ouders.visser@example.nl", "")
+    assert link.guardian.display_name == "ouders.visser@example.nl"
+    again = client.get(f"/people/import/{uploaded(client, content)}").get_data(as_text=True)
+    assert summary_counts(again)["Unchanged"] == 2
+    # A name the school adds later is not wiped by the next address-only import.
+    link.guardian.name = "Eva Visser"
+    db.session.commit()
+    html = client.get(f"/people/import/{uploaded(client, content)}").get_data(as_text=True)
+    assert summary_counts(html)["Unchanged"] == 2
+
+
 # --- the wrong shape and the mapping form --------------------------------------------------------
 
 
@@ -618,13 +661,13 @@ def test_cli_refuses_a_missing_or_oversized_file(app: Flask, tmp_path: Path) -> 
     [
         ("nl", "Afgekeurde regels", [
             ("4", "100400", "birth_date", "Geboortedatum", "Geboortedatum 31-02-2013 bestaat niet"),
-            ("4", "100400", "guardian1_name", "Naam ouder/verzorger 1",
-             "Ouder/verzorger 1 heeft een e-mailadres maar geen naam"),
+            ("4", "100400", "guardian1_email", "E-mailadres ouder/verzorger 1",
+             "Ouder/verzorger 1 heeft geen e-mailadres"),
         ]),
         ("en", "Rejected rows", [
             ("4", "100400", "birth_date", "Birth date", "Birth date 31-02-2013 does not exist"),
-            ("4", "100400", "guardian1_name", "Guardian 1 name",
-             "Guardian 1 has an e-mail address but no name"),
+            ("4", "100400", "guardian1_email", "Guardian 1 e-mail address",
+             "Guardian 1 has no e-mail address"),
         ]),
     ],
     ids=["dutch", "english"],
@@ -635,11 +678,31 @@ def test_preview_shows_reasons_and_fields_in_the_pages_language(
     """Reasons and field names on the preview follow the browser's language; field codes stay put."""
     client = logged_in("admin")
     client.environ_base["HTTP_ACCEPT_LANGUAGE"] = language
-    bad_row = "100400;Lisa;;Bakker;31-02-2013;2C;lisa.ouder@example.nl;;;"
+    bad_row = "100400;Lisa;;Bakker;31-02-2013;2C;;Lisa's ouder;;"
     batch_id = uploaded(client, magister(DAAN, SANNE, bad_row))
     html = client.get(f"/people/import/{batch_id}").get_data(as_text=True)
     assert rejected_cells(html, heading) == expected
     label = expected[1][3]
-    assert f'<label for="m-guardian1_name">{label}</label>' in html
-    assert 'name="guardian1_name"' in html  # the form still posts the field codes
-    assert ">guardian1_name<" not in html and ">birth_date<" not in html
+    assert f'<label for="m-guardian1_email">{label}</label>' in html
+    assert 'name="guardian1_email"' in html  # the form still posts the field codes
+    assert ">guardian1_email<" not in html and ">birth_date<" not in html
+
+
+def test_a_guardian_imported_without_a_name_can_be_kept_named_and_unlinked(logged_in: LoggedIn) -> None:
+    """The person page copes with a nameless guardian: shown as a dash, kept when another is removed."""
+    client = admin(logged_in)
+    header = "Leerlingnummer;Roepnaam;Achternaam;Geboortedatum;E-mail ouder 1;E-mail ouder 2;Naam ouder 2"
+    import_via_web(client, magister("300001;Fenna;Kok;01-02-2013;a.kok@example.nl;b.kok@example.nl;Bob Kok",
+                                    header=header))
+    fenna = people()["300001"]
+    page = client.get(f"/people/{fenna.id}").get_data(as_text=True)
+    assert "<td>\N{EN DASH}</td>\n    <td>a.kok@example.nl</td>" in page
+    bob = next(link.guardian_id for link in fenna.guardian_links if link.guardian.name == "Bob Kok")
+    removed = post(client, f"/people/{fenna.id}/guardians/{bob}/remove")
+    assert removed.status_code == 302, removed.get_data(as_text=True)[:300]
+    [left] = people()["300001"].guardian_links
+    assert (left.guardian.email, left.guardian.name) == ("a.kok@example.nl", "")
+    named = post(client, f"/people/{fenna.id}/guardians", {"name": "Anna Kok", "email": "a.kok@example.nl"})
+    assert named.status_code == 302
+    [left] = people()["300001"].guardian_links
+    assert left.guardian.name == "Anna Kok"

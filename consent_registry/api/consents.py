@@ -7,6 +7,7 @@ from flask_babel import gettext as _
 
 from ..auth.access import ANY_ROLE, allow, current_principal
 from ..consent.models import ConsentRecipient, ConsentRecord, ConsentRequest
+from ..consent.reach import Unreachable, unreachable_recipients
 from ..consent.requests import create_request, people_by_ids, progress
 from ..consent.schemas import ConsentIn, ConsentRequestIn
 from ..consent.sending import send_request_mails
@@ -86,6 +87,15 @@ def recipient_json(row: ConsentRecipient) -> dict[str, object]:
             "answered_at": row.answered_at.isoformat() if row.answered_at else None}
 
 
+def unreachable_json(rows: list[Unreachable], recipients: list[ConsentRecipient]) -> list[dict]:
+    """Who the request cannot reach by e-mail, with the reason as a code and in words."""
+    guardian_of = {r.id: r.guardian_id for r in recipients}
+    return [{"recipient_id": u.recipient_id, "person_id": u.person_id, "person_name": u.person_name,
+             "decider": (f"guardian:{guardian_of[u.recipient_id]}"
+                         if guardian_of.get(u.recipient_id) else u.decider_kind),
+             "reason": u.reason, "message": u.reason_text} for u in rows]
+
+
 @bp.post("/consent-requests")
 @allow(*REQUESTERS)
 def post_consent_request() -> tuple[Response, int, dict[str, str]]:
@@ -102,8 +112,9 @@ def post_consent_request() -> tuple[Response, int, dict[str, str]]:
     db.session.commit()
     enqueue(send_request_mails, request_.id)
     location = url_for("api.get_consent_request", request_id=request_.id)
-    return (jsonify({"id": request_.id, "recipients": len(request_.recipients)}), 202,
-            {"Location": location})
+    unreachable = unreachable_json(unreachable_recipients(request_.recipients), request_.recipients)
+    return (jsonify({"id": request_.id, "recipients": len(request_.recipients),
+                     "unreachable": unreachable}), 202, {"Location": location})
 
 
 @bp.get("/consent-requests/<int:request_id>")
@@ -116,4 +127,6 @@ def get_consent_request(request_id: int) -> Response:
     return jsonify({"id": request_.id, "channels": request_.channels, "note": request_.note,
                     "media_id": request_.media_id, "created_at": request_.created_at.isoformat(),
                     "progress": progress(request_),
-                    "recipients": [recipient_json(r) for r in request_.recipients]})
+                    "recipients": [recipient_json(r) for r in request_.recipients],
+                    "unreachable": unreachable_json(unreachable_recipients(request_.recipients),
+                                                    request_.recipients)})

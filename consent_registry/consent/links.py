@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
+from ..db import utcnow
+from .paper_links import PaperLinkError, looks_like_paper_token, recipient_id_from_paper
+
 ANSWER_SALT = "consent-answer"
 MANAGE_SALT = "consent-manage"
 WITHDRAW_SALT = "consent-withdraw"
@@ -43,7 +46,13 @@ def answer_token(recipient_id: int) -> str:
 
 
 def recipient_id_from(token: str) -> int:
-    """The recipient an answer link was made for."""
+    """The recipient an answer link was made for (an e-mail's, or a printed form's short one)."""
+    if looks_like_paper_token(token):
+        try:
+            return recipient_id_from_paper(token, today=utcnow().date(),
+                                           days=current_app.config["CONSENT_LINK_DAYS"])
+        except PaperLinkError as exc:
+            raise LinkError(expired=exc.expired) from None
     payload = _load(token, ANSWER_SALT, current_app.config["CONSENT_LINK_DAYS"])
     if not isinstance(payload, int):
         raise LinkError(expired=False)

@@ -27,6 +27,7 @@ from .links import (
 )
 from .mails import manage_link_mail
 from .models import ConsentRecipient
+from .paper_links import looks_like_paper_token
 from .rules import default_valid_until
 from .sending import _fields, send_confirmation, send_mail
 from .service import (
@@ -121,8 +122,10 @@ def answer(token: str) -> tuple[str, int]:
         return found
     if found.opened_at is None:
         found.opened_at = utcnow()
+        # Whether the link came from a printed form, so the proof says how the decider was reached.
         record("consent_link:open", actor=_actor_for(_ref_of(found)), subject_type="consent_request",
-               subject_id=found.request_id, details={"recipient_id": found.id})
+               subject_id=found.request_id,
+               details={"recipient_id": found.id, "printed": looks_like_paper_token(token)})
         db.session.commit()
     return _answer_page(found, token)
 

@@ -67,11 +67,25 @@ class ConsentRequestIn(Strict):
     media_id: DatabaseId | None = None
 
 
+class UnreachableOut(BaseModel):
+    """A decider the request cannot reach by e-mail, and why (consent/reach.py)."""
+
+    recipient_id: int
+    person_id: int
+    person_name: str
+    decider: str = Field(description='"pupil", "self" or "guardian:<id>"; "guardian" when the '
+                                     "pupil has no guardian in the register")
+    reason: Literal["no_guardian", "no_guardian_address", "no_pupil_address", "no_staff_address",
+                    "delivery_failed"]
+    message: str
+
+
 class ConsentRequestCreated(BaseModel):
-    """A request accepted for sending."""
+    """A request accepted for sending; `unreachable` lists who no e-mail will reach."""
 
     id: int
     recipients: int
+    unreachable: list[UnreachableOut]
 
 
 class RecipientOut(BaseModel):
@@ -113,3 +127,4 @@ class ConsentRequestOut(BaseModel):
     created_at: str
     progress: ProgressOut
     recipients: list[RecipientOut]
+    unreachable: list[UnreachableOut]

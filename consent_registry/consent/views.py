@@ -27,6 +27,7 @@ from ..people.views import person_or_404
 from ..storage import get_storage, scan_type
 from .mails import request_mail
 from .models import ConsentRecipient, ConsentRecord, ConsentRequest
+from .reach import unreachable_recipients
 from .requests import active_people, create_request, people_by_ids, progress, without_valid_answer
 from .sending import send_request_mails
 from .service import (
@@ -215,14 +216,20 @@ def request_preview_or_send() -> tuple[str, int] | Response:
         sample = next((r for r in request_.recipients if r.email), None)
         preview = request_mail(sample, preview=True) if sample else None
         counts = progress(request_)
+        unreachable = unreachable_recipients(request_.recipients)  # read before the rollback
         db.session.rollback()  # a preview stores nothing
         return render_template("consent/request_preview.html", preview=preview, counts=counts,
                                people=sum(p.status == "active" for p in people),
-                               form=request.form), 200
+                               unreachable=unreachable, form=request.form), 200
+    mailed = any(r.delivery == "pending" for r in request_.recipients)
     db.session.commit()
     enqueue(send_request_mails, request_.id)
-    flash(_("The request is being sent."), "success")
-    return redirect(url_for("consent.request_detail", request_id=request_.id))
+    if mailed:
+        flash(_("The request is being sent."), "success")
+    else:
+        flash(_("Nobody in this request can be e-mailed: print their forms below."), "info")
+    anchor = None if mailed else "unreachable"
+    return redirect(url_for("consent.request_detail", request_id=request_.id, _anchor=anchor))
 
 
 @bp.get("/consent-requests")
@@ -244,7 +251,9 @@ def request_detail(request_id: int) -> str:
         abort(404)
     return render_template("consent/request_detail.html", request_=request_,
                            counts=progress(request_), titles=_titles(),
-                           recipients=request_.recipients, state_of=recipient_state)
+                           recipients=request_.recipients, state_of=recipient_state,
+                           unreachable=unreachable_recipients(request_.recipients),
+                           can_print=current_user.role in RECORDERS)
 
 
 def recipient_state(recipient: ConsentRecipient) -> str:
@@ -257,3 +266,6 @@ def recipient_state(recipient: ConsentRecipient) -> str:
     if recipient.sent_at and (utcnow() - recipient.sent_at).days >= days:
         return "expired"
     return "opened" if recipient.opened_at else "sent"
+
+
+from . import form_views  # noqa: E402,F401  (the printable forms join this blueprint)

@@ -67,14 +67,28 @@ HEADER_ALIASES: dict[str, tuple[str, ...]] = {
     ),
     "family_name_prefix": ("Tussenvoegsel", "Tussenvoegsels", "Tussenv", "Voorvoegsel"),
     "birth_date": ("Geboortedatum", "Geb. datum", "Date of birth", "Birth date", "Birthdate"),
+    # The pupil's own address, asked once they decide themselves (16 and older). Magister,
+    # Somtoday and ParnasSys name it after the pupil or after the school account; a file with both
+    # uses the pupil's own, then the school's, then a plain "E-mail".
     "email": (
         "E-mailadres leerling",
         "E-mail leerling",
+        "Leerling e-mailadres",
+        "Leerling e-mail",
+        "E-mailadres leerling (prive)",
+        "E-mailadres school",
+        "E-mail school",
+        "School e-mailadres",
+        "School e-mail",
+        "Schoolmail",
+        "E-mailadres leerling school",
         "E-mail",
         "E-mailadres",
         "E-mail address",
         "Pupil e-mail",
         "Student e-mail",
+        "Pupil school e-mail",
+        "Student school e-mail",
     ),
     "group": ("Klas", "Stamgroep", "Stamklas", "Groep", "Basisgroep", "Class", "Group"),
 }
@@ -141,9 +155,9 @@ _ALIAS_INDEX = {
 
 @dataclass(frozen=True, slots=True)
 class ImportedGuardian:
-    """A guardian as read from a row."""
+    """A guardian as read from a row; `name` is None when the file gives none."""
 
-    name: str
+    name: str | None
     email: str
     relation: str | None
 
@@ -446,15 +460,6 @@ def _email_key(email: str) -> str:
         return email.casefold()
 
 
-def _is_valid_email(email: str) -> bool:
-    """Whether an e-mail address passes the register's check."""
-    try:
-        normalise_email_address(email)
-    except ValueError:
-        return False
-    return True
-
-
 def _guardians_of_row(
     values: Mapping[str, str], problems: dict[str, tuple[str, str]]
 ) -> tuple[list[dict[str, Any]], list[int]]:
@@ -473,26 +478,13 @@ def _guardians_of_row(
                     _("Guardian %(number)s has no e-mail address", number=number),
                 )
             continue
-        if not name:
-            # Never invent a name (e.g. from the e-mail address): the school must supply it.
-            problems[f"guardian{number}_name"] = (
-                "guardian_without_name",
-                _("Guardian %(number)s has an e-mail address but no name", number=number),
-            )
-            if not _is_valid_email(email):
-                problems[f"guardian{number}_email"] = (
-                    "invalid_email",
-                    _(
-                        "%(field)s is not a valid e-mail address",
-                        field=field_label(f"guardian{number}_email"),
-                    ),
-                )
-            continue
         key = _email_key(email)
         if key in seen_emails:
             continue
         seen_emails.add(key)
-        guardians.append({"name": name, "email": email, "relation": relation or None})
+        # A file may carry only the guardians' addresses (no name column, or an empty cell): the
+        # guardian is imported without a name rather than the row refused or a name invented.
+        guardians.append({"name": name or None, "email": email, "relation": relation or None})
         numbers.append(number)
     return guardians, numbers
 
@@ -689,10 +681,12 @@ def _one_name_per_guardian(pupils: list[ImportedPupil]) -> tuple[ImportedPupil, 
     Siblings' rows may spell a shared guardian differently; the register holds one guardian per
     e-mail address, and without this each re-import would rename them back and forth.
     """
-    first_name: dict[str, str] = {}
+    first_name: dict[str, str | None] = {}
     for pupil in pupils:
         for guardian in pupil.guardians:
-            first_name.setdefault(guardian.email, guardian.name)
+            # A row without the name does not hide the name another row gives.
+            if first_name.get(guardian.email) is None:
+                first_name[guardian.email] = guardian.name
     return tuple(
         replace(pupil, guardians=tuple(replace(g, name=first_name[g.email]) for g in pupil.guardians))
         if any(g.name != first_name[g.email] for g in pupil.guardians) else pupil
@@ -703,9 +697,18 @@ def _one_name_per_guardian(pupils: list[ImportedPupil]) -> tuple[ImportedPupil, 
 _COMPARED_FIELDS = ("birth_date", "email", "family_name", "given_name", "group")
 
 
-def guardian_set(pupil: ImportedPupil) -> frozenset[tuple[str, str, str | None]]:
-    """A pupil's guardians in the shape ExistingPupil keeps them: (email, name, relation)."""
-    return frozenset((g.email, g.name, g.relation) for g in pupil.guardians)
+def guardian_set(
+    pupil: ImportedPupil, current: ExistingPupil | None = None
+) -> frozenset[tuple[str, str, str | None]]:
+    """A pupil's guardians in the shape ExistingPupil keeps them: (email, name, relation).
+
+    A guardian the file names no name for keeps the name the register has for them (none: "").
+    """
+    known = {email: name for email, name, _relation in current.guardians} if current else {}
+    return frozenset(
+        (g.email, g.name if g.name is not None else known.get(g.email, ""), g.relation)
+        for g in pupil.guardians
+    )
 
 
 def changed_fields(pupil: ImportedPupil, current: ExistingPupil) -> tuple[str, ...]:
@@ -715,7 +718,7 @@ def changed_fields(pupil: ImportedPupil, current: ExistingPupil) -> tuple[str, .
     ]
     if current.status != "active":
         changed.append("status")
-    if guardian_set(pupil) != current.guardians:
+    if guardian_set(pupil, current) != current.guardians:
         changed.append("guardians")
     return tuple(sorted(changed))
 

@@ -112,16 +112,22 @@ class ImportReport:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    # One entry per problem; a row with three problems is three entries but one rejected row.
     rejected: list[dict[str, Any]] = field(default_factory=list)
     file_errors: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     applied: bool = False
 
+    @property
+    def rejected_rows(self) -> int:
+        """How many rows were rejected, whatever the number of problems each has."""
+        return len({problem["row"] for problem in self.rejected})
+
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready summary."""
         return {
             "created": self.created, "updated": self.updated, "unchanged": self.unchanged,
-            "rejected": self.rejected, "file_errors": self.file_errors,
+            "rejected": self.rejected, "rejected_rows": self.rejected_rows, "file_errors": self.file_errors,
             "missing": self.missing, "applied": self.applied,
         }
 

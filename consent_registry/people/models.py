@@ -58,12 +58,18 @@ class Guardian(db.Model):
     __tablename__ = "guardians"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    # "" when the pupil administration's export gave only the address; never invented.
     name: Mapped[str] = mapped_column(sa.String(200))
     email: Mapped[str] = mapped_column(sa.String(254), unique=True)
     language: Mapped[str] = mapped_column(sa.String(5), default="nl", server_default="nl")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     child_links: Mapped[list[GuardianLink]] = relationship(back_populates="guardian")
+
+    @property
+    def display_name(self) -> str:
+        """The name, or the e-mail address for a guardian imported without one."""
+        return self.name or self.email
 
 
 class GuardianLink(db.Model):

@@ -88,9 +88,11 @@ def _distinct_guardians(guardians: list[GuardianIn]) -> list[GuardianIn]:
 
 
 class GuardianIn(Strict):
-    """A guardian as given with a pupil."""
+    """A guardian as given with a pupil; left out, the name is unknown (some exports carry none)."""
 
-    name: Name
+    # None means "not given": a known guardian keeps their name, a new one has none ("") until
+    # the school adds it. An empty string is still refused: a form field left blank is a mistake.
+    name: Name | None = None
     email: Email
     relation: Annotated[Text, Field(max_length=40)] | None = None
     # The language of the e-mails to this guardian; left out, it stays as it is (Dutch when new).

@@ -83,7 +83,7 @@ def guardian_for(
             sa.select(Guardian).where(Guardian.email == data.email)
         ).scalar_one_or_none()
     if guardian is None:
-        guardian = Guardian(name=data.name, email=data.email, language=data.language or "nl")
+        guardian = Guardian(name=data.name or "", email=data.email, language=data.language or "nl")
         db.session.add(guardian)
         db.session.flush()
         if known is not None:

@@ -153,7 +153,8 @@ def update(person_id: int) -> tuple[str, int] | Response:
 def _current_guardians(person: Person) -> list[GuardianIn]:
     """The person's guardians as inputs, to add to or remove from."""
     return [
-        GuardianIn(name=link.guardian.name, email=link.guardian.email, relation=link.relation)
+        GuardianIn(name=link.guardian.name or None, email=link.guardian.email,
+                   relation=link.relation)
         for link in person.guardian_links
     ]
 

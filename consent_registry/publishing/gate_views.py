@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
 from flask import flash, redirect, request, url_for
 from flask_babel import get_locale, lazy_gettext, ngettext
 from flask_babel import gettext as _
@@ -18,11 +19,13 @@ from werkzeug.wrappers import Response
 
 from ..audit import Actor
 from ..auth.access import allow
+from ..consent.models import ConsentRequest
+from ..consent.reach import unreachable_deciders
 from ..consent.requests import MAX_NOTE, create_request
 from ..consent.sending import send_request_mails
 from ..consent.service import ConsentError, channels
 from ..consent.texts import text_for
-from ..db import db
+from ..db import db, utcnow
 from ..jobs import enqueue
 from ..media.models import Media
 from ..media.views import bp, media_or_404
@@ -100,11 +103,20 @@ def gate_rows(media: Media, decision: GateDecision) -> tuple[list[GateRow], list
     return rows, blockers
 
 
+def _latest_request(media: Media, channel: str) -> ConsentRequest | None:
+    """The newest consent request made from this item's page for the channel."""
+    rows = db.session.execute(
+        sa.select(ConsentRequest).where(ConsentRequest.media_id == media.id)
+        .order_by(ConsentRequest.id.desc()).limit(20)).scalars()
+    return next((r for r in rows if channel in r.channels), None)
+
+
 def gate_context(media: Media) -> dict[str, Any]:
     """The detail page's gate parts: channels, the chosen one, the checklist and the blockers."""
     channel, known = chosen_channel(request.args.get("channel"))
     decision = gate_for(media, channel, attested=True)
     rows, blockers = gate_rows(media, decision)
+    asked = [r.person for r in rows if r.blocks and r.person.status == "active"]
     return {
         "gate_channels": channels(),
         "gate_titles": channel_titles(),
@@ -116,6 +128,9 @@ def gate_context(media: Media) -> dict[str, Any]:
         "gate_missing": sum(r.blocks and r.person.status == "active" for r in rows),
         "gate_can_request": current_user.role in REQUESTERS,
         "gate_note_max": MAX_NOTE,
+        # Before anyone presses the button: whose deciders no e-mail would reach, and why.
+        "gate_unreachable": unreachable_deciders(asked, on=utcnow().date()),
+        "gate_last_request": _latest_request(media, channel) if asked else None,
     }
 
 
