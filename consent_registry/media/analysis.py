@@ -317,7 +317,7 @@ def _find(media_id: int, kind: str, storage_key: str, faces: Matcher | None,
         return [], analyse_sound(path, voices, progress=_progress_reporter(media_id))
 
 
-@task()
+@task(queue="analysis")
 def analyse_media(media_id: int) -> None:
     """Analyse one item and mark it ready, or failed with the reason.
 
@@ -365,7 +365,7 @@ def analyse_media(media_id: int) -> None:
         db.session.commit()
 
 
-@task()
+@task(queue="analysis")
 def listen_to_sound(media_id: int) -> None:
     """Find the voices of an item whose faces were analysed before voices were (an older install).
 
