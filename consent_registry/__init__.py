@@ -21,6 +21,7 @@ from .config import (
     settings_from_environment,
 )
 from .db import db, migrate
+from .leases import check_settings as check_lease_settings
 from .media.matching import policy_from_settings
 from .ratelimit import limiter
 
@@ -56,6 +57,7 @@ def _configure(
     if not cfg.get("SECRET_KEY"):
         cfg["SECRET_KEY"] = load_or_create_secret_key(Path(app.instance_path))
     check_production_key(cfg["ENV"], cfg["SECRET_KEY"])
+    check_lease_settings(cfg)
     # A mistyped matching threshold should stop the start, not every later analysis.
     cfg["MATCH_POLICY"] = policy_from_settings(cfg)
     cfg["VOICE_MATCH_POLICY"] = policy_from_settings(cfg, prefix="VOICE_")
