@@ -124,22 +124,26 @@ def test_a_renewed_lease_is_never_swept_nor_claimed_twice(app: Flask, queued_pho
 def test_a_run_that_lost_its_lease_keeps_nothing(
     app: Flask, queued_photo: int, faces: FakeFaceEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A worker cut off past its lease that comes back writes no result: the new run's counts."""
+    """A worker cut off past its lease that comes back while a new run holds the item writes no
+    result: only the new run's counts."""
     start = utcnow()
     old = analysis._claim(queued_photo, start)
     assert old is not None
     monkeypatch.setattr(analysis, "enqueue", lambda job, media_id: None)  # queued, not run yet
     with time_machine.travel(start + LEASE + timedelta(seconds=1), tick=False):
         assert analysis.sweep_analyses() == 1
-    assert _media(queued_photo).status == "queued"
+        assert _media(queued_photo).status == "queued"
+        new = analysis._claim(queued_photo, utcnow())
+    assert new is not None and new != old
     analysis._analyse_claimed(queued_photo, old)  # the old run finishes after all
     media = _media(queued_photo)
-    assert (media.status, media.appearances) == ("queued", [])
+    assert (media.status, media.lease_owner, media.appearances) == ("analysing", new, [])
     assert _count("media:analysed") == 0 and faces.detected  # it did the work, and dropped it
-    analysis.analyse_media(queued_photo)
+    analysis._analyse_claimed(queued_photo, new)
     media = _media(queued_photo)
     assert media.status == "ready" and len(media.appearances) == 1
     assert db.session.query(Appearance).filter_by(media_id=queued_photo).count() == 1
+    assert _count("media:analysed") == 1
 
 
 def test_the_heartbeat_thread_renews_the_lease_in_its_own_transactions(
