@@ -67,8 +67,9 @@ What Huey guarantees, and what it does not:
     the others), or make the periodic tasks harmless to run twice.
 Hence the recovery design: the database, not the queue, is the record of work to do. A job takes
 ids (never ORM objects), re-reads the current state, does nothing if the work is already done,
-and commits its result together with the "done" mark. A periodic sweeper re-enqueues work that
-the database shows unfinished for longer than a job may take; running a job twice is harmless.
+and commits its result together with the "done" mark. A long job claims its row with a lease it
+renews while it runs (leases.py); a periodic sweeper re-enqueues work whose lease lapsed (the
+worker died) or that waited too long in the queue; running a job twice is harmless.
 Do not rely on `huey.lock_task` for this: a worker that dies holding such a lock leaves it set.
 Results: a job's return value (unless None) and a finally failed job's error are kept in the queue's
 store until someone reads them, so fire-and-forget jobs should return None.

@@ -302,3 +302,40 @@ def _lease_until(media_id: int) -> datetime:
 def _moment(value: datetime | None) -> datetime:
     assert value is not None
     return value
+
+
+def test_a_publish_run_that_lost_its_lease_changes_nothing(app: Flask, graph: Any) -> None:
+    """Publishing uses the same lease: claimed once; once swept and claimed by a new run, the old
+    run can neither mark the publication live nor fail it."""
+    from test_publishing import tagged_photo
+
+    from consent_registry.publishing import jobs as publishing_jobs
+    from consent_registry.publishing.models import Publication
+    from consent_registry.publishing.service import request_publication
+
+    media, _person = tagged_photo(app)
+    publication = request_publication(media, channel="facebook", caption=None, attested=True,
+                                      actor=SYSTEM)  # queued; its job is not run here
+    db.session.commit()
+    publication_id, start = publication.id, utcnow()
+    claimed = publishing_jobs._claim(publication_id)
+    assert claimed is not None and publishing_jobs._claim(publication_id) is None
+    _attempt, old = claimed
+    with time_machine.travel(start + LEASE + timedelta(seconds=1), tick=False), \
+            pytest.MonkeyPatch.context() as patch:
+        patch.setattr(publishing_jobs, "enqueue", lambda job, pub_id: None)  # queued, not run yet
+        assert publishing_jobs.sweep_publications() == 1
+        again = publishing_jobs._claim(publication_id)
+    assert again is not None and again[1] != old
+    token = publishing_jobs._run_owner.set(old)
+    try:
+        assert not publishing_jobs._set_if_publishing(publication_id, state="live", post_id="1")
+    finally:
+        publishing_jobs._run_owner.reset(token)
+    db.session.commit()
+    db.session.expire_all()
+    publication = db.session.get(Publication, publication_id)
+    assert publication is not None
+    assert (publication.state, publication.lease_owner, publication.post_id) == (
+        "publishing", again[1], None)
+    assert graph.posts == {}  # nothing was sent by either run
