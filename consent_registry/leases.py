@@ -84,6 +84,15 @@ def claim(model: Any, row_id: int, *, where: sa.ColumnElement[bool], values: dic
     return owner if claimed == 1 else None
 
 
+def hold(model: Any, row_id: int, owner: str, *, still: sa.ColumnElement[bool]) -> bool:
+    """Renew the lease inside the caller's transaction (no commit), before a write that must not
+    happen once another run took over; False when the lease is not this run's any more."""
+    return db.session.execute(
+        sa.update(model).where(model.id == row_id, held_by(model, owner), still)
+        .values(lease_expires_at=utcnow() + lease_duration())
+    ).rowcount == 1
+
+
 def release_lapsed(model: Any, row_id: int, *, where: sa.ColumnElement[bool],
                    values: dict[str, Any], now: datetime) -> bool:
     """Hand back a row whose lease lapsed, re-checking the lapse in the UPDATE itself (no commit).

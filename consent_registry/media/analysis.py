@@ -40,7 +40,7 @@ from PIL import Image
 from ..audit import SYSTEM, record
 from ..db import db, utcnow
 from ..jobs import crontab, enqueue, periodic_task, task
-from ..leases import claim, heartbeat, held_by, lapsed, release_lapsed
+from ..leases import claim, heartbeat, held_by, hold, lapsed, release_lapsed
 from ..storage import get_storage
 from .faces import Box, FaceEngine, crop, make_engine, oriented
 from .matching import MatchPolicy, Reference, Suggestion, suggest_many
@@ -349,7 +349,10 @@ def _analyse_claimed(media_id: int, owner: str) -> None:
         match = matcher(utcnow()) if kind in ("photo", "video") else None
         voice_match = matcher(utcnow(), "voice") if kind in ("audio", "video") else None
         db.session.commit()
-        _forget_earlier_run(media_id)
+        if not hold(Media, media_id, owner, still=Media.status == "analysing"):
+            db.session.rollback()  # taken over already: what is stored is the new run's
+            return
+        _forget_earlier_run(media_id)  # in the transaction that checked the lease
         found, voices = _find(media_id, kind, storage_key, match, voice_match)
         now = utcnow()
         found, voices = _still_enrolled(found, voices, now)
