@@ -25,6 +25,7 @@ from .config import (
     settings_from_environment,
 )
 from .db import db, migrate
+from .leases import check_settings as check_lease_settings
 from .media.matching import policy_from_settings
 from .ratelimit import limiter, storage_uri
 
@@ -68,6 +69,7 @@ def _configure(
         raise RuntimeError("CONSENT_REGISTRY_AUDIT_KEY must be at least 32 characters long")
     check_public_url(cfg["ENV"], cfg.get("PUBLIC_URL"))
     cfg["PUBLIC_URL"] = cfg.get("PUBLIC_URL") or default_public_url(Path(app.instance_path), environ)
+    check_lease_settings(cfg)
     # A mistyped matching threshold should stop the start, not every later analysis.
     cfg["MATCH_POLICY"] = policy_from_settings(cfg)
     cfg["VOICE_MATCH_POLICY"] = policy_from_settings(cfg, prefix="VOICE_")

@@ -116,7 +116,12 @@ class BaseConfig:
     REDIS_URL = "redis://127.0.0.1:6379/0"
     JOBS_SQLITE_PATH: str | None = None
     JOBS_NAME = "consent-registry"
-    JOBS_WORKERS = 2
+    JOBS_WORKERS = 2  # threads of the urgent queue (mail, takedowns, publishing, exports)
+    JOBS_ANALYSIS_WORKERS = 2  # threads of the analysis queue (faces and voices)
+    # A running long job (analysis, publishing, an export) holds a lease on its row and renews it
+    # every JOB_HEARTBEAT_SECONDS; once it lapses (the worker died) the sweeper queues the work again.
+    JOB_LEASE_SECONDS = 120.0
+    JOB_HEARTBEAT_SECONDS = 30.0
     # Media uploads: the limit for each kind (known from a file's first bytes), the most pixels a
     # photo or video frame may have (decompression bombs), and where uploads are spooled while
     # they are checked (None: the system's temporary folder).

@@ -12,27 +12,42 @@ Declare jobs at import time, before any app exists, with this module's decorator
     def sweep() -> None:
         ...
 
+    @jobs.task(queue="analysis")                # slow work, on its own queue and workers
+    def analyse(media_id: int) -> None:
+        ...
+
     render_variants.enqueue(media.id)           # or jobs.enqueue(render_variants, media.id)
     render_variants.enqueue_in(60, media.id)    # or jobs.enqueue_in(60, render_variants, ...)
     render_variants(media.id)                   # a plain call still runs it here and now
 
-The decorators only record the function and its options. `init_app(app)` builds the Huey instance
-the app's JOBS setting asks for and registers every recorded job on it, wrapped so that each run
+Two queues, each its own Huey instance with its own worker threads: `urgent` (the default: mail,
+takedowns, publishing, exports, sweepers) and `analysis` (faces and voices, minutes per video).
+A busy analysis worker never delays urgent work, which was the point: a consent request once waited
+five minutes behind a video. `flask worker --queues urgent,analysis` (the default) runs both, each
+with its own threads; the embedded worker always runs both.
+
+The decorators only record the function and its options. `init_app(app)` builds the Huey instances
+the app's JOBS setting asks for and registers every recorded job on them, wrapped so that each run
 happens inside a fresh `app.app_context()` with its own database session, removed afterwards.
-Enqueueing looks up `current_app.extensions["huey"]`, so web code, commands and jobs themselves
-enqueue on their own app's queue. Options (retries, retry_delay, priority, expires, ...) are
+Enqueueing looks up `current_app.extensions["jobs"]` and the job's queue, so web code, commands
+and jobs themselves enqueue on their own app's queues. Every job is known to both queues' workers
+(a message left on the other queue by an older version still runs); periodic jobs are scheduled
+only by their own queue's consumer. Options (retries, retry_delay, priority, expires, ...) are
 Huey's own and pass through unchanged.
 
 JOBS selects the queue:
-  "embedded"   SqliteHuey on JOBS_SQLITE_PATH (default <instance>/jobs.sqlite3); consume it with
-               `start_embedded_worker(app)` inside the web process, or with `flask worker`.
-  "redis"      PriorityRedisHuey on REDIS_URL; run `flask worker` on as many machines as needed.
+  "embedded"   SqliteHuey on JOBS_SQLITE_PATH (default <instance>/jobs.sqlite3), both queues in
+               the one file; consume them with `start_embedded_worker(app)` inside the web
+               process, or with `flask worker`.
+  "redis"      PriorityRedisHuey on REDIS_URL; run `flask worker` on as many machines as needed
+               (e.g. `--queues urgent` on the web machine, `--queues analysis` on a big one).
   "immediate"  MemoryHuey(immediate=True): a job runs synchronously when it is enqueued, through
                the same wrapper (tests). Jobs enqueued with a delay are only stored, never run.
 Enqueue after the commit that makes the job's work visible, with ids read *before* that commit:
 reading an expired object afterwards opens a new transaction, and on SQLite every transaction
 holds the write lock (BEGIN IMMEDIATE), so an inline job would wait for it and fail "locked".
-Every app sharing a JOBS_NAME (and database file or Redis) shares one queue; a worker runs a job
+The urgent queue is named JOBS_NAME, the analysis queue JOBS_NAME + "_analysis".
+Every app sharing a JOBS_NAME (and database file or Redis) shares its queues; a worker runs a job
 by its name, `<module>.<function>`, so workers must import the same job modules as the web app.
 
 What Huey guarantees, and what it does not:
@@ -52,8 +67,9 @@ What Huey guarantees, and what it does not:
     the others), or make the periodic tasks harmless to run twice.
 Hence the recovery design: the database, not the queue, is the record of work to do. A job takes
 ids (never ORM objects), re-reads the current state, does nothing if the work is already done,
-and commits its result together with the "done" mark. A periodic sweeper re-enqueues work that
-the database shows unfinished for longer than a job may take; running a job twice is harmless.
+and commits its result together with the "done" mark. A long job claims its row with a lease it
+renews while it runs (leases.py); a periodic sweeper re-enqueues work whose lease lapsed (the
+worker died) or that waited too long in the queue; running a job twice is harmless.
 Do not rely on `huey.lock_task` for this: a worker that dies holding such a lock leaves it set.
 Results: a job's return value (unless None) and a finally failed job's error are kept in the queue's
 store until someone reads them, so fire-and-forget jobs should return None.
@@ -87,6 +103,7 @@ from .db import db
 
 __all__ = [
     "MODES",
+    "QUEUES",
     "EmbeddedWorker",
     "Job",
     "crontab",
@@ -94,7 +111,9 @@ __all__ = [
     "enqueue_in",
     "get_huey",
     "init_app",
+    "parse_queues",
     "periodic_task",
+    "queue_name",
     "registered_jobs",
     "run_worker",
     "start_embedded_worker",
@@ -105,13 +124,17 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MODES = ("embedded", "redis", "immediate")
+QUEUES = ("urgent", "analysis")  # urgent work first in every listing: it is consumed first
+DEFAULT_QUEUE = "urgent"
 DEFAULTS: dict[str, Any] = {
     "JOBS": "embedded",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
     "JOBS_SQLITE_PATH": None,
     "JOBS_NAME": "consent-registry",
     "JOBS_WORKERS": 2,
+    "JOBS_ANALYSIS_WORKERS": 2,
 }
+WORKERS_SETTING = {"urgent": "JOBS_WORKERS", "analysis": "JOBS_ANALYSIS_WORKERS"}
 # An idle SQLite worker polls with backoff up to this many seconds (Redis workers block instead).
 MAX_POLL_DELAY = 1.0
 EXIT_TIMEOUT = 10.0  # seconds the embedded worker lets running jobs finish at interpreter exit
@@ -129,6 +152,9 @@ class Job(Generic[P, R]):
         self.fn = fn
         self.options = dict(options)
         self.huey_name: str = self.options.pop("name", None) or fn.__name__
+        self.queue: str = self.options.pop("queue", DEFAULT_QUEUE)
+        if self.queue not in QUEUES:
+            raise ValueError(f"queue must be one of {', '.join(QUEUES)}, not {self.queue!r}")
         self.name = f"{fn.__module__}.{self.huey_name}"  # what Huey's registry and messages use
         self.schedule = schedule
 
@@ -168,7 +194,7 @@ def task(fn: Callable[P, R], /) -> Job[P, R]: ...
 @overload
 def task(**options: Any) -> Callable[[Callable[P, R]], Job[P, R]]: ...
 def task(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
-    """Declare a job: `@task` or `@task(retries=3, retry_delay=10, priority=..., name=...)`."""
+    """Declare a job: `@task` or `@task(queue="analysis", retries=3, retry_delay=10, name=...)`."""
     if fn is not None:
         return _record(Job(fn, options))
     return lambda func: _record(Job(func, options))
@@ -208,32 +234,41 @@ def registered_jobs() -> dict[str, Job[..., Any]]:
 
 
 class JobQueue:
-    """One app's Huey instance and the Huey tasks registered on it for our jobs."""
+    """One app's Huey instances, one per queue, and the Huey tasks registered on them for our jobs."""
 
-    def __init__(self, app: Flask, huey: Huey) -> None:
+    def __init__(self, app: Flask, hueys: dict[str, Huey]) -> None:
         self.app = app
-        self.huey = huey
-        self._tasks: dict[str, TaskWrapper] = {}
+        self.hueys = hueys
+        self.huey = hueys[DEFAULT_QUEUE]
+        self._tasks: dict[tuple[str, str], TaskWrapper] = {}
         self._lock = threading.Lock()
 
-    def task_for(self, job: Job[..., Any]) -> TaskWrapper:
-        """The Huey task of a job, registering it now if it was declared after init_app."""
+    def task_for(self, job: Job[..., Any], queue: str | None = None) -> TaskWrapper:
+        """The Huey task of a job on a queue (default: its own), registered now if need be."""
+        queue = queue or job.queue
         with self._lock:
-            wrapper = self._tasks.get(job.name)
+            wrapper = self._tasks.get((queue, job.name))
             if wrapper is None:
-                wrapper = self._tasks[job.name] = self._register(job)
+                wrapper = self._tasks[(queue, job.name)] = self._register(job, queue)
             return wrapper
 
     def register_all(self) -> None:
-        """Register every job declared so far (workers call this before they start)."""
-        for job in registered_jobs().values():
-            self.task_for(job)
+        """Register every job declared so far (workers call this before they start).
 
-    def _register(self, job: Job[..., Any]) -> TaskWrapper:
+        Plain jobs go on every queue, so a worker of either queue can run any message; periodic
+        jobs only on their own, or each queue's scheduler would enqueue them.
+        """
+        for job in registered_jobs().values():
+            for queue in QUEUES:
+                if queue == job.queue or job.schedule is None:
+                    self.task_for(job, queue)
+
+    def _register(self, job: Job[..., Any], queue: str) -> TaskWrapper:
+        huey = self.hueys[queue]
         run = _in_app_context(self.app, job.fn)
         if job.schedule is not None:
-            return self.huey.periodic_task(job.schedule, name=job.huey_name, **job.options)(run)
-        return self.huey.task(name=job.huey_name, **job.options)(run)
+            return huey.periodic_task(job.schedule, name=job.huey_name, **job.options)(run)
+        return huey.task(name=job.huey_name, **job.options)(run)
 
 
 def _in_app_context(app: Flask, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -261,9 +296,16 @@ def _setting(app: Flask, key: str) -> Any:
     return app.config.get(key, DEFAULTS[key])
 
 
-def _make_huey(app: Flask) -> Huey:
-    """The Huey instance JOBS asks for."""
-    mode, name = _setting(app, "JOBS"), _setting(app, "JOBS_NAME")
+def queue_name(app: Flask, queue: str) -> str:
+    """The Huey name of one of an app's queues: JOBS_NAME for urgent work (as before queues were
+    split, so an upgraded install keeps its waiting jobs), JOBS_NAME_analysis for analysis."""
+    name = _setting(app, "JOBS_NAME")
+    return name if queue == DEFAULT_QUEUE else f"{name}_{queue}"
+
+
+def _make_huey(app: Flask, queue: str) -> Huey:
+    """The Huey instance of one queue, of the kind JOBS asks for."""
+    mode, name = _setting(app, "JOBS"), queue_name(app, queue)
     if mode == "embedded":
         path = Path(_setting(app, "JOBS_SQLITE_PATH") or Path(app.instance_path) / "jobs.sqlite3")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -276,12 +318,14 @@ def _make_huey(app: Flask) -> Huey:
 
 
 def init_app(app: Flask) -> Huey:
-    """Create the app's queue, register every declared job on it; calling it again is harmless."""
+    """Create the app's queues, register every declared job on them; calling it again is harmless.
+
+    Returns the urgent queue's Huey instance (`get_huey(app, "analysis")` gives the other).
+    """
     if "jobs" not in app.extensions:
-        huey = _make_huey(app)
-        queue = JobQueue(app, huey)
+        queue = JobQueue(app, {name: _make_huey(app, name) for name in QUEUES})
         queue.register_all()
-        app.extensions["huey"] = huey
+        app.extensions["huey"] = queue.huey
         app.extensions["jobs"] = queue
     return app.extensions["huey"]
 
@@ -294,9 +338,9 @@ def _queue(app: Flask | None = None) -> JobQueue:
         raise RuntimeError("background jobs are not set up: call jobs.init_app(app)") from None
 
 
-def get_huey(app: Flask | None = None) -> Huey:
-    """The Huey instance of an app (default: the current app)."""
-    return _queue(app).huey
+def get_huey(app: Flask | None = None, queue: str = DEFAULT_QUEUE) -> Huey:
+    """The Huey instance of one of an app's queues (default: the current app's urgent queue)."""
+    return _queue(app).hueys[queue]
 
 
 def _enqueue(job: Job[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -305,14 +349,15 @@ def _enqueue(job: Job[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
         raise TypeError(f"{job!r} is not a job: declare it with @jobs.task")
     queue = _queue()
     wrapper = queue.task_for(job)
+    huey = queue.hueys[job.queue]
     # Built directly, not through TaskWrapper.__call__, which would take kwargs such as `id`,
     # `priority` or `delay` meant for the job as options of its own.
-    eta = None if delay is None else normalize_time(delay=delay, utc=queue.huey.utc)
-    if queue.huey.immediate and eta is None:
+    eta = None if delay is None else normalize_time(delay=delay, utc=huey.utc)
+    if huey.immediate and eta is None:
         # The job runs right here with its own session; end the caller's transaction first, as a
         # real queue would only see committed data (and SQLite would make the job wait for it).
         db.session.commit()
-    return queue.huey.enqueue(wrapper.task_class(args, kwargs, eta=eta))
+    return huey.enqueue(wrapper.task_class(args, kwargs, eta=eta))
 
 
 def enqueue(job: Job[P, Any], *args: P.args, **kwargs: P.kwargs) -> Result | None:
@@ -326,17 +371,27 @@ def enqueue_in(seconds: float | timedelta, job: Job[P, Any], *args: P.args,
     return _enqueue(job, args, kwargs, delay=seconds)
 
 
-def _consumer(app: Flask, workers: int | None, periodic: bool,
+def parse_queues(text: str | None) -> tuple[str, ...]:
+    """Queue names from "urgent,analysis" (None or empty: all), in QUEUES order; unknown ones refused."""
+    names = {part.strip() for part in (text or "").split(",") if part.strip()} or set(QUEUES)
+    unknown = names - set(QUEUES)
+    if unknown:
+        raise ValueError(f"unknown queue {', '.join(sorted(unknown))}: choose from {', '.join(QUEUES)}")
+    return tuple(queue for queue in QUEUES if queue in names)
+
+
+def _consumer(app: Flask, queue_: str, workers: int | None, periodic: bool,
               consumer_class: type[Consumer] = Consumer, **extra: Any) -> Consumer:
-    """A thread-based Huey consumer for an app's queue, with every declared job registered."""
+    """A thread-based Huey consumer for one of an app's queues, with every declared job registered."""
     init_app(app)
     queue = _queue(app)
-    if queue.huey.immediate:
+    huey = queue.hueys[queue_]
+    if huey.immediate:
         raise RuntimeError("JOBS is 'immediate': jobs run when enqueued, there is no queue to consume")
     queue.register_all()
     return consumer_class(
-        queue.huey,
-        workers=workers or _setting(app, "JOBS_WORKERS"),
+        huey,
+        workers=workers or _setting(app, WORKERS_SETTING[queue_]),
         periodic=periodic,
         worker_type="thread",
         initial_delay=0.1,
@@ -347,23 +402,6 @@ def _consumer(app: Flask, workers: int | None, periodic: bool,
     )
 
 
-def run_worker(app: Flask, workers: int | None = None, periodic: bool = True) -> None:
-    """Run a consumer for the app's queue in this process until it is stopped; main thread only.
-
-    SIGTERM (where huey supports choosing it; SIGINT on huey 2.x) stops gracefully: running jobs
-    finish first. The other of the two stops at once, losing the running jobs' messages.
-    """
-    _stop_embedded()  # this process becomes a dedicated worker; do not consume twice
-    extra = {}
-    if "graceful_signal" in inspect.signature(Consumer.__init__).parameters:
-        extra["graceful_signal"] = "TERM"  # what systemd, Docker and Kubernetes send
-    consumer = _consumer(app, workers, periodic, **extra)
-    logger.info("jobs worker for %r (%s): %d threads, periodic tasks %s",
-                _setting(app, "JOBS_NAME"), _setting(app, "JOBS"), consumer.workers,
-                "on" if periodic else "off")
-    consumer.run()
-
-
 class _QuietConsumer(Consumer):
     """A consumer that leaves the process's signal handlers alone (it is a guest there)."""
 
@@ -371,37 +409,84 @@ class _QuietConsumer(Consumer):
         pass
 
 
-class EmbeddedWorker:
-    """A consumer running in daemon threads of the current process."""
+class _LeadConsumer(Consumer):
+    """The consumer that owns the process's signals; stopping it stops the other queues' too."""
 
-    def __init__(self, app: Flask, consumer: Consumer | None) -> None:
+    followers: tuple[Consumer, ...] = ()
+
+    def stop(self, graceful: bool = False) -> None:
+        """Stop taking jobs on every queue at once, then let running jobs end (when graceful)."""
+        for follower in self.followers:
+            follower.stop_flag.set()
+        super().stop(graceful)
+        for follower in self.followers:
+            follower.stop(graceful)
+
+
+def _supervise(consumer: Consumer) -> None:
+    """Restart dead workers now and then, as a consumer's main loop would, until it is stopped."""
+    checked = time.monotonic()
+    while True:
+        try:
+            checked = consumer.loop(checked)
+        except ConsumerStopped:
+            return
+
+
+def _start_guest(consumer: Consumer) -> threading.Thread:
+    """Start a quiet consumer's threads and a supervisor thread for it; returns the supervisor."""
+    consumer.start()  # scheduler and worker threads, all daemons
+    supervisor = threading.Thread(target=_supervise, args=(consumer,), daemon=True,
+                                  name=f"jobs-supervisor-{consumer.huey.name}")
+    supervisor.start()
+    return supervisor
+
+
+def run_worker(app: Flask, workers: int | None = None, periodic: bool = True,
+               queues: tuple[str, ...] = QUEUES) -> None:
+    """Run consumers for the app's queues in this process until stopped; main thread only.
+
+    Each queue gets its own worker threads (`workers` each, default its setting), so a long
+    analysis never holds up urgent work. SIGTERM (where huey supports choosing it; SIGINT on
+    huey 2.x) stops gracefully: running jobs finish first. The other of the two stops at once,
+    losing the running jobs' messages.
+    """
+    _stop_embedded()  # this process becomes a dedicated worker; do not consume twice
+    extra = {}
+    if "graceful_signal" in inspect.signature(Consumer.__init__).parameters:
+        extra["graceful_signal"] = "TERM"  # what systemd, Docker and Kubernetes send
+    lead = _consumer(app, queues[0], workers, periodic, consumer_class=_LeadConsumer, **extra)
+    followers = tuple(_consumer(app, queue, workers, periodic, consumer_class=_QuietConsumer)
+                      for queue in queues[1:])
+    lead.followers = followers
+    for queue, consumer in zip(queues, (lead, *followers), strict=True):
+        logger.info("jobs worker for queue %s of %r (%s): %d threads, periodic tasks %s", queue,
+                    _setting(app, "JOBS_NAME"), _setting(app, "JOBS"), consumer.workers,
+                    "on" if periodic else "off")
+    for follower in followers:
+        _start_guest(follower)
+    lead.run()
+
+
+class EmbeddedWorker:
+    """Consumers of every queue, running in daemon threads of the current process."""
+
+    def __init__(self, app: Flask, consumers: list[Consumer]) -> None:
         self.app = app
-        self.consumer = consumer
-        self._supervisor = threading.Thread(target=self._supervise, name="jobs-supervisor",
-                                            daemon=True)
-        self._stopped = consumer is None
+        self.consumers = consumers
+        self._supervisors: list[threading.Thread] = []
+        self._stopped = not consumers
 
     @property
     def running(self) -> bool:
-        """Whether the consumer is still running."""
+        """Whether the consumers are still running."""
         return not self._stopped
 
     def _start(self) -> None:
-        if self.consumer is None:
+        if not self.consumers:
             return
-        self.consumer.start()  # scheduler and worker threads, all daemons
-        self._supervisor.start()
+        self._supervisors = [_start_guest(consumer) for consumer in self.consumers]
         atexit.register(self._stop_at_exit)
-
-    def _supervise(self) -> None:
-        """Restart dead workers now and then, as the consumer's main loop would, until stopped."""
-        assert self.consumer is not None
-        checked = time.monotonic()
-        while True:
-            try:
-                checked = self.consumer.loop(checked)
-            except ConsumerStopped:
-                return
 
     def stop(self, timeout: float | None = 30.0) -> bool:
         """Take no new jobs, let running ones finish (up to `timeout` s); True when all stopped."""
@@ -409,14 +494,15 @@ class EmbeddedWorker:
         with _embedded_lock:
             if _embedded is self:
                 _embedded = None
-        if self.consumer is None:
+        if not self.consumers:
             return True
         self._stopped = True
         atexit.unregister(self._stop_at_exit)
-        self.consumer.stop_flag.set()
+        for consumer in self.consumers:
+            consumer.stop_flag.set()
         deadline = None if timeout is None else time.monotonic() + timeout
-        threads = [self._supervisor, self.consumer.scheduler,
-                   *(thread for _, thread in self.consumer.worker_threads)]
+        threads = [*self._supervisors, *(consumer.scheduler for consumer in self.consumers),
+                   *(thread for consumer in self.consumers for _, thread in consumer.worker_threads)]
         for thread in threads:
             if thread.ident is not None:  # started
                 thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
@@ -432,10 +518,11 @@ _embedded_lock = threading.Lock()
 
 def start_embedded_worker(app: Flask, *, workers: int | None = None,
                           periodic: bool = True) -> EmbeddedWorker:
-    """Consume the app's queue in daemon threads of this process; returns a handle with `.stop()`.
+    """Consume the app's queues (each with its own threads) in daemon threads of this process.
 
-    One per process: calling it again for the same app returns the running handle, for another
-    app it raises. In immediate mode there is nothing to consume and the handle does nothing.
+    Returns a handle with `.stop()`. One per process: calling it again for the same app returns
+    the running handle, for another app it raises. In immediate mode there is nothing to consume
+    and the handle does nothing.
     """
     global _embedded
     init_app(app)
@@ -444,11 +531,12 @@ def start_embedded_worker(app: Flask, *, workers: int | None = None,
             if _embedded.app is app:
                 return _embedded
             raise RuntimeError("an embedded jobs worker already runs in this process for another app")
-        consumer = None if get_huey(app).immediate else _consumer(
-            app, workers, periodic, consumer_class=_QuietConsumer)
-        handle = EmbeddedWorker(app, consumer)
+        consumers = [] if get_huey(app).immediate else [
+            _consumer(app, queue, workers, periodic, consumer_class=_QuietConsumer)
+            for queue in QUEUES]
+        handle = EmbeddedWorker(app, consumers)
         handle._start()
-        if consumer is not None:
+        if consumers:
             _embedded = handle
         return handle
 
@@ -462,14 +550,21 @@ def _stop_embedded() -> None:
 
 @click.command("worker")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Worker threads (default: the JOBS_WORKERS setting).")
+              help="Worker threads per queue (default: JOBS_WORKERS for urgent, "
+                   "JOBS_ANALYSIS_WORKERS for analysis).")
+@click.option("--queues", default=",".join(QUEUES), show_default=True,
+              help="Comma-separated queues to consume, each with its own worker threads.")
 @click.option("--periodic/--no-periodic", default=True, show_default=True,
               help="Also enqueue periodic tasks; exactly one worker per queue should.")
 @with_appcontext
-def worker_command(workers: int | None, periodic: bool) -> None:
+def worker_command(workers: int | None, queues: str, periodic: bool) -> None:
     """Run background jobs until stopped (SIGTERM: finish running jobs first)."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    try:
+        chosen = parse_queues(queues)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--queues") from None
     if init_app(app).immediate:
         raise click.ClickException("JOBS is 'immediate': jobs run when enqueued, there is no worker to run")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run_worker(app, workers, periodic)
+    run_worker(app, workers, periodic, chosen)

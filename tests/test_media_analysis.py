@@ -91,10 +91,11 @@ def test_a_run_left_by_a_dead_worker_is_redone(app: Flask, tokens: dict[str, str
     media_id = _upload(app, tokens, GROUP)["id"]
     media = _media(media_id)
     media.status, media.analysis_started_at = "analysing", utcnow()
+    media.lease_owner, media.lease_expires_at = "dead-worker", utcnow() + timedelta(minutes=2)
     db.session.add(Appearance(media_id=media_id, kind="face", box_x=1, box_y=1, box_w=5, box_h=5))
     db.session.commit()
-    assert sweep_analyses() == 0  # still young: the worker may be busy
-    with time_machine.travel(utcnow() + timedelta(minutes=31), tick=False):
+    assert sweep_analyses() == 0  # its lease holds: the worker may be busy
+    with time_machine.travel(utcnow() + timedelta(minutes=3), tick=False):
         assert sweep_analyses() == 1
     media = _media(media_id)
     assert media.status == "ready" and len(media.appearances) == 2

@@ -472,15 +472,17 @@ def test_consent_that_expires_with_time_is_taken_down_by_the_hourly_task(
 
 
 def test_the_sweeper_restarts_stuck_publishing(app: Flask, graph: Any) -> None:
-    """A run that died in `publishing` for over 30 minutes is queued again and then goes live."""
+    """A run that died in `publishing` (its lease lapsed) is queued again and then goes live."""
     media, _person = tagged_photo(app)
     publication = request_publication(media, channel="facebook", caption=None, attested=True,
                                       actor=SYSTEM)
     publication_id = publication.id
     publication.state = "publishing"
+    publication.lease_owner = "dead-worker"
+    publication.lease_expires_at = datetime.now(UTC) + timedelta(minutes=2)
     db.session.commit()
-    assert sweep_publications() == 0  # still within the time a run may take
-    with time_machine.travel(datetime.now(UTC) + timedelta(minutes=31)):
+    assert sweep_publications() == 0  # its lease holds: the run may still be busy
+    with time_machine.travel(datetime.now(UTC) + timedelta(minutes=3)):
         assert sweep_publications() == 1
         assert get(publication_id).state == "live"
         assert events("publication:restarted")[-1].subject_id == str(publication_id)

@@ -13,7 +13,8 @@ The ZIP holds:
 - `media/<media_id>-voice-<appearance_id>.wav` for each voice of theirs (in a recording or a video):
   the snippet of their own voice the tagger listens to, never the whole recording with others.
 
-The job claims the row (queued -> building) and commits before the slow work; the ZIP is written
+The job claims the row (queued -> building, with a lease it renews while it works: leases.py) and
+commits before the slow work; the ZIP is written
 member by member into a temporary file on disk and streamed into storage (prefix "exports").
 Any failure leaves the row `failed` with its reason, never `building`. The download works once:
 it marks the row downloaded in one conditional UPDATE, streams the file and deletes it afterwards.
@@ -28,6 +29,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import IO, Any, BinaryIO
 
 import sqlalchemy as sa
@@ -36,7 +38,8 @@ from flask_babel import force_locale
 
 from ..audit import SYSTEM, Actor, record
 from ..db import db, utcnow
-from ..jobs import task
+from ..jobs import crontab, enqueue, periodic_task, task
+from ..leases import claim, heartbeat, held_by, lapsed, release_lapsed
 from ..media.faces import Box
 from ..media.models import Appearance, Media
 from ..people.models import Person
@@ -50,6 +53,7 @@ PREFIX = "exports"
 PHOTO_MAX_SIDE = 2048
 MAX_ID = 2**31 - 1
 ERROR_LENGTH = 500
+LOST_JOB = timedelta(minutes=10)  # a queued export older than this lost its job: queue it again
 
 
 class ExportNotReady(Exception):
@@ -175,23 +179,27 @@ def _copy_member(archive: zipfile.ZipFile, storage: Storage, key: str, name: str
     return True
 
 
-def _claim(export_id: int) -> bool:
-    """Take a queued export for building; False when another run has it or it is done."""
-    claimed = db.session.execute(
-        sa.update(SubjectExport).where(SubjectExport.id == export_id, SubjectExport.status == "queued")
-        .values(status="building")
-    ).rowcount
+def _claim(export_id: int) -> str | None:
+    """Take a queued export for building, with a lease; its owner, or None when another run has
+    it or it is done."""
+    owner = claim(SubjectExport, export_id, where=SubjectExport.status == "queued",
+                  values={"status": "building"})
     db.session.commit()
-    return claimed == 1
+    return owner
 
 
-def _fail(export_id: int, reason: str) -> None:
-    """Mark the export failed with its reason, audited."""
+def _fail(export_id: int, reason: str, owner: str) -> None:
+    """Mark the export failed with its reason, audited (unless this run lost its lease)."""
     db.session.rollback()
-    export = db.session.get(SubjectExport, export_id)
-    if export is None:
+    if not db.session.execute(sa.update(SubjectExport).where(
+            SubjectExport.id == export_id, SubjectExport.status == "building",
+            held_by(SubjectExport, owner)).values(
+            status="failed", error=reason[:ERROR_LENGTH], lease_owner=None,
+            lease_expires_at=None)).rowcount:
+        db.session.commit()
         return
-    export.status, export.error = "failed", reason[:ERROR_LENGTH]
+    export = db.session.get(SubjectExport, export_id)
+    assert export is not None
     record("person:export_failed", actor=SYSTEM, subject_type="person", subject_id=export.person_id,
            details={"export_id": export_id, "person_id": export.person_id, "error": export.error})
     db.session.commit()
@@ -200,8 +208,15 @@ def _fail(export_id: int, reason: str) -> None:
 @task(name="build_subject_export")
 def build_subject_export(export_id: int) -> None:
     """Build the ZIP of a queued export and store it; on any error the export is failed with its reason."""
-    if not _claim(export_id):
+    owner = _claim(export_id)
+    if owner is None:
         return
+    with heartbeat(SubjectExport, export_id, owner, still=SubjectExport.status == "building"):
+        _build_claimed(export_id, owner)
+
+
+def _build_claimed(export_id: int, owner: str) -> None:
+    """The run of build_subject_export once claimed; its result is kept only with its lease."""
     storage = get_storage()
     stored: str | None = None
     try:
@@ -216,9 +231,16 @@ def build_subject_export(export_id: int) -> None:
             size = spool.tell()
             spool.seek(0)
             stored = storage.put_stream(spool, prefix=PREFIX, size_hint=size)
+        if not db.session.execute(sa.update(SubjectExport).where(
+                SubjectExport.id == export_id, SubjectExport.status == "building",
+                held_by(SubjectExport, owner)).values(
+                status="ready", storage_key=stored, size=size, error=None, lease_owner=None,
+                lease_expires_at=None)).rowcount:
+            db.session.rollback()  # the lease lapsed: another run builds it, this ZIP goes
+            storage.delete(stored)
+            return
         export = db.session.get(SubjectExport, export_id)
         assert export is not None
-        export.status, export.storage_key, export.size, export.error = "ready", stored, size, None
         record("person:export_built", actor=SYSTEM, subject_type="person", subject_id=export.person_id,
                details={"export_id": export_id, "person_id": export.person_id, "size": size, **counts})
         db.session.commit()
@@ -226,7 +248,36 @@ def build_subject_export(export_id: int) -> None:
         log.exception("subject export %s failed", export_id)
         if stored is not None:
             storage.delete(stored)
-        _fail(export_id, f"{type(exc).__name__}: {exc}")
+        _fail(export_id, f"{type(exc).__name__}: {exc}", owner)
+
+
+def sweep_exports(now: datetime | None = None) -> int:
+    """Queue again exports a dead worker (lease lapsed) or a lost job left; returns how many."""
+    moment = now or utcnow()
+    building = db.session.execute(sa.select(SubjectExport.id).where(
+        SubjectExport.status == "building", lapsed(SubjectExport, moment))).scalars().all()
+    restarted = [export_id for export_id in building
+                 if release_lapsed(SubjectExport, export_id, now=moment,
+                                   where=SubjectExport.status == "building",
+                                   values={"status": "queued"})]
+    for export_id in restarted:
+        person_id = db.session.get(SubjectExport, export_id).person_id
+        record("person:export_restarted", actor=SYSTEM, subject_type="person", subject_id=person_id,
+               details={"export_id": export_id, "person_id": person_id})
+    waiting = db.session.execute(sa.select(SubjectExport.id).where(
+        SubjectExport.status == "queued", SubjectExport.requested_at < moment - LOST_JOB)
+    ).scalars().all()
+    db.session.commit()
+    ids = sorted({*restarted, *waiting})
+    for export_id in ids:
+        enqueue(build_subject_export, export_id)
+    return len(ids)
+
+
+@periodic_task(crontab(minute="*"))
+def sweep_exports_every_minute() -> None:
+    """Keep exports going after a worker died or a job was lost."""
+    sweep_exports()
 
 
 class _OnceFile:

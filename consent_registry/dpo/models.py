@@ -8,11 +8,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..db import UTCDateTime, db, utcnow
+from ..leases import Leased
 
 EXPORT_STATES = ("queued", "building", "ready", "downloaded", "failed")
 
 
-class SubjectExport(db.Model):
+class SubjectExport(Leased, db.Model):
     """A subject-access export (GDPR art. 15) of everything held about one person."""
 
     __tablename__ = "subject_exports"

@@ -1,9 +1,10 @@
 """Analysis jobs: the faces in a photo, the face tracks and voices of a video, the voices of a recording.
 
-A run is claimed in the database (status queued -> analysing, with its start time) before work
-starts, and its result is written together with the status ready or failed. Huey delivers a job
-at most once, so a worker that dies mid-run leaves the item "analysing"; the sweeper finds runs
-older than STALE_RUN and queues them again, and a new run first removes what an earlier one left.
+A run is claimed in the database (status queued -> analysing, with its start time and a lease,
+see leases.py) before work starts, renews the lease while it works, and writes its result together
+with the status ready or failed only while the lease is still its own. Huey delivers a job at most
+once, so a worker that dies mid-run leaves the item "analysing"; its lease lapses within minutes,
+the sweeper (every minute) queues it again, and a new run first removes what an earlier one left.
 Voices (media/voices.py) are found in recordings and in the sound of videos, one appearance per
 speaker with its segments and a short snippet to play; `voices_analysed` becomes true only when
 that ran (a video without sound has nothing to hear), and the publication gate refuses sound
@@ -47,6 +48,7 @@ from PIL import Image
 from ..audit import SYSTEM, record
 from ..db import db, utcnow
 from ..jobs import crontab, enqueue, periodic_task, task
+from ..leases import claim, heartbeat, held_by, hold, lapsed, release_lapsed
 from ..storage import get_storage
 from .completeness import DamagedMedia, check_photo_filled
 from .display import prepare_display
@@ -56,7 +58,6 @@ from .models import Appearance, Media
 from .sound import Loudness, duration_of, extract, has_sound, pcm_chunks, wav_bytes
 from .voices import SNIPPET_S, VoiceEngine, find_voices, make_voice_engine
 
-STALE_RUN = timedelta(minutes=30)
 LOST_QUEUE = timedelta(minutes=10)
 CROP_PREFIX = "crops"
 PROGRESS_EVERY = 2.0  # seconds between progress commits of a video
@@ -99,14 +100,20 @@ def start_analysis(media_id: int) -> None:
     enqueue(analyse_media, media_id)
 
 
-def _claim(media_id: int, now: datetime) -> bool:
-    """Take a queued item for this run; False when it is gone, done or taken by another run."""
-    claimed = db.session.execute(
-        sa.update(Media).where(Media.id == media_id, Media.status == "queued")
-        .values(status="analysing", progress=0, analysis_started_at=now, failure_reason=None)
-    ).rowcount
+def _claim(media_id: int, now: datetime) -> str | None:
+    """Take a queued item for this run, with a lease; its owner, or None when it is gone, done or
+    taken by another run."""
+    owner = claim(Media, media_id, where=Media.status == "queued", now=now,
+                  values={"status": "analysing", "progress": 0, "analysis_started_at": now,
+                          "failure_reason": None})
     db.session.commit()
-    return bool(claimed)
+    return owner
+
+
+def _discard(found: list[FoundFace], voices: list[FoundVoice]) -> None:
+    """Delete the crops and snippets of a run that lost its lease: another run redoes the item."""
+    for key in [face.crop_key for face in found] + [voice.snippet_key for voice in voices]:
+        get_storage().delete(key)
 
 
 def _store_crop(image: Image.Image, box: Box) -> str:
@@ -362,31 +369,47 @@ def failure_reason(error: Exception) -> str:
     return text[:300]
 
 
-@task()
+@task(queue="analysis")
 def analyse_media(media_id: int) -> None:
     """Analyse one item and mark it ready, or failed with the reason.
 
     No transaction is open while faces and voices are looked for: on SQLite a transaction holds
     the write lock, and an analysis takes seconds to minutes.
     """
-    if not _claim(media_id, utcnow()):
+    owner = _claim(media_id, utcnow())
+    if owner is None:
         return
+    with heartbeat(Media, media_id, owner, still=Media.status == "analysing"):
+        _analyse_claimed(media_id, owner)
+
+
+def _analyse_claimed(media_id: int, owner: str) -> None:
+    """The run of analyse_media once claimed; every write of its outcome needs its lease."""
+    ours = sa.and_(Media.id == media_id, Media.status == "analysing", held_by(Media, owner))
     media = db.session.get(Media, media_id)
     kind, storage_key = media.kind, media.storage_key
+    found: list[FoundFace] = []
+    voices: list[FoundVoice] = []
     try:
         match = matcher(utcnow()) if kind in ("photo", "video") else None
         voice_match = matcher(utcnow(), "voice") if kind in ("audio", "video") else None
         db.session.commit()
-        _forget_earlier_run(media_id)
+        if not hold(Media, media_id, owner, still=Media.status == "analysing"):
+            db.session.rollback()  # taken over already: what is stored is the new run's
+            return
+        _forget_earlier_run(media_id)  # in the transaction that checked the lease
         found, voices = _find(media_id, kind, storage_key, match, voice_match)
         now = utcnow()
         found, voices = _still_enrolled(found, voices, now)
         rows = ([_appearance(media_id, face, now) for face in found]
                 + [_voice_appearance(media_id, voice, now) for voice in voices])
+        if not db.session.execute(sa.update(Media).where(ours).values(
+                status="ready", progress=100, voices_analysed=kind in ("audio", "video"),
+                lease_owner=None, lease_expires_at=None)).rowcount:
+            db.session.rollback()  # the lease lapsed (or the item went): another run has it
+            _discard(found, voices)
+            return
         db.session.add_all(rows)
-        db.session.execute(sa.update(Media).where(Media.id == media_id)
-                           .values(status="ready", progress=100,
-                                   voices_analysed=kind in ("audio", "video")))
         db.session.flush()
         for row in rows:
             if row.auto_accepted:
@@ -404,16 +427,17 @@ def analyse_media(media_id: int) -> None:
         db.session.rollback()
         current_app.logger.exception("analysis of media %s failed", media_id)
         reason = failure_reason(exc)
-        db.session.execute(sa.update(Media).where(Media.id == media_id)
-                           .values(status="failed", failure_reason=reason))
-        record("media:analysis_failed", actor=SYSTEM, subject_type="media", subject_id=media_id,
-               details={"reason": reason})
+        if db.session.execute(sa.update(Media).where(ours).values(
+                status="failed", failure_reason=reason, lease_owner=None,
+                lease_expires_at=None)).rowcount:
+            record("media:analysis_failed", actor=SYSTEM, subject_type="media",
+                   subject_id=media_id, details={"reason": reason})
         db.session.commit()
     if kind == "photo":
         prepare_display(media_id)  # the pages' copy, made once here rather than on a first look
 
 
-@task()
+@task(queue="analysis")
 def listen_to_sound(media_id: int) -> None:
     """Find the voices of an item whose faces were analysed before voices were (an older install).
 
@@ -461,24 +485,28 @@ def unheard_items() -> list[int]:
         Media.voices_analysed.is_(False)).order_by(Media.id)).scalars())
 
 
-def sweep_analyses(now: datetime | None = None) -> int:
-    """Queue again what a dead worker or a lost job left behind; returns how many."""
+def sweep_analyses(now: datetime | None = None, *, lost_jobs: bool = True) -> int:
+    """Queue again what a dead worker (its lease lapsed) or, with lost_jobs, a lost job left
+    behind; returns how many."""
     moment = now or utcnow()
-    stale = db.session.execute(sa.select(Media).where(
-        Media.status == "analysing", Media.analysis_started_at < moment - STALE_RUN)).scalars().all()
-    for media in stale:
-        media.status = "queued"
-        record("media:analysis_restarted", actor=SYSTEM, subject_type="media", subject_id=media.id)
+    candidates = db.session.execute(sa.select(Media.id).where(
+        Media.status == "analysing", lapsed(Media, moment))).scalars().all()
+    stale = [media_id for media_id in candidates
+             if release_lapsed(Media, media_id, where=Media.status == "analysing",
+                               values={"status": "queued"}, now=moment)]
+    for media_id in stale:
+        record("media:analysis_restarted", actor=SYSTEM, subject_type="media", subject_id=media_id)
     db.session.commit()
     waiting = db.session.execute(sa.select(Media.id).where(
-        Media.status == "queued", Media.created_at < moment - LOST_QUEUE)).scalars().all()
-    ids = sorted({*waiting, *(m.id for m in stale)})
+        Media.status == "queued", Media.created_at < moment - LOST_QUEUE)).scalars().all() \
+        if lost_jobs else []
+    ids = sorted({*waiting, *stale})
     for media_id in ids:
         enqueue(analyse_media, media_id)
     return len(ids)
 
 
-@periodic_task(crontab(minute="*/5"))
-def sweep_analyses_every_five_minutes() -> None:
-    """Keep analysis going after crashes."""
-    sweep_analyses()
+@periodic_task(crontab(minute="*"))
+def sweep_analyses_every_minute() -> None:
+    """Keep analysis going after crashes: lapsed leases every minute, lost jobs every five."""
+    sweep_analyses(lost_jobs=utcnow().minute % 5 == 0)

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..db import UTCDateTime, db, utcnow
+from ..leases import Leased
 
 MEDIA_KINDS = ("photo", "video", "audio")
 MEDIA_STATUSES = ("queued", "analysing", "ready", "failed")
@@ -17,7 +18,7 @@ RESOLUTIONS = ("unresolved", "identified", "not_recognisable", "blur")
 SOURCES = ("detected", "manual")  # found by analysis, or added by a staff member
 
 
-class Media(db.Model):
+class Media(Leased, db.Model):
     """One uploaded file, known by its content: the SHA-256 is unique, so a file is stored once."""
 
     __tablename__ = "media"
@@ -26,7 +27,7 @@ class Media(db.Model):
     kind: Mapped[str] = mapped_column(sa.String(10))
     status: Mapped[str] = mapped_column(sa.String(10), default="queued", index=True)
     progress: Mapped[int] = mapped_column(default=0)
-    # When a worker took the analysis: a run that never finishes is found by its age and redone.
+    # When a worker took the analysis (its lease, from Leased, says whether that worker still runs).
     analysis_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Voices (in recordings and in the sound of videos) are found by the audio issue's analysis;
     # until it has run this stays false, and the publication gate must treat the sound as unknown.

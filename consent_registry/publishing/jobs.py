@@ -12,7 +12,10 @@ again for each, each is rendered (no transaction open), and all go up unpublishe
 `/feed` post attaches them; `remote` records each uploaded photo, so a retry uploads none twice.
 
 The database, not the queue, is the record of work to do: `sweep_publications` re-queues what a
-lost job or a dead worker left behind. Jobs queued by changes inside a caller's transaction wait
+lost job or a dead worker left behind. A run holds a lease on its publication (leases.py) and renews
+it while it renders and sends; a dead worker's lease lapses within minutes and the publication is
+queued again, while a running one is never started twice and a run that lost its lease changes
+nothing any more. Jobs queued by changes inside a caller's transaction wait
 for its commit (`enqueue_after_commit`), as a queue must only see committed work.
 """
 
@@ -22,6 +25,7 @@ import logging
 import shutil
 import tempfile
 from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,6 +38,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 from ..audit import SYSTEM, AuditEvent, record
 from ..db import db, utcnow
 from ..jobs import Job, crontab, enqueue, enqueue_in, periodic_task, task
+from ..leases import claim, heartbeat, held_by, lapsed, release_lapsed
 from ..media.models import Media
 from ..storage import get_storage
 from .models import Publication, PublicationMedia
@@ -43,9 +48,12 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
 FIRST_RETRY = 30.0  # seconds; doubled per attempt
 MAX_RETRY = 3600.0
-STALE_PUBLISHING = timedelta(minutes=30)
 LOST_JOB = timedelta(minutes=10)  # grace after a retry was due before the sweeper queues it again
 STOPPING = ("auth", "permission")  # error kinds that stop publishing until an admin acts
+
+# The lease owner of the publish run in this job's context (each job runs in a context of its own):
+# every write of the run's outcome requires it, so a run that lost its lease changes nothing.
+_run_owner: ContextVar[str | None] = ContextVar("publish_run_owner", default=None)
 
 _PENDING = "publishing_jobs_pending"
 _READY = "publishing_jobs_ready"
@@ -143,13 +151,12 @@ def last_event_at(publication_id: int) -> datetime | None:
 
 # --- the publish job -----------------------------------------------------------------------------------
 
-def _claim(publication_id: int) -> int | None:
-    """Take a queued publication for this run (audited); its attempt number, or None if not ours."""
-    claimed = db.session.execute(
-        sa.update(Publication).where(Publication.id == publication_id, Publication.state == "queued")
-        .values(state="publishing", attempts=Publication.attempts + 1)
-    ).rowcount
-    if not claimed:
+def _claim(publication_id: int) -> tuple[int, str] | None:
+    """Take a queued publication for this run with a lease (audited); its attempt number and lease
+    owner, or None if not ours."""
+    owner = claim(Publication, publication_id, where=Publication.state == "queued",
+                  values={"state": "publishing", "attempts": Publication.attempts + 1})
+    if owner is None:
         db.session.commit()
         return None
     attempt = db.session.execute(sa.select(Publication.attempts)
@@ -157,14 +164,17 @@ def _claim(publication_id: int) -> int | None:
     record("publication:publishing", actor=SYSTEM, subject_type="publication",
            subject_id=publication_id, details={"attempt": attempt})
     db.session.commit()
-    return attempt
+    return attempt, owner
 
 
 def _set_if_publishing(publication_id: int, **values: Any) -> bool:
-    """Change a publication still being published by this run (no commit); False if cancelled."""
+    """Change a publication still being published by this run (no commit); False if cancelled, or
+    if this run lost its lease to another."""
+    owner = _run_owner.get()
+    held = held_by(Publication, owner) if owner is not None else sa.true()
     return bool(db.session.execute(
         sa.update(Publication)
-        .where(Publication.id == publication_id, Publication.state == "publishing")
+        .where(Publication.id == publication_id, Publication.state == "publishing", held)
         .values(**values)).rowcount)
 
 
@@ -252,14 +262,26 @@ def _send_to_facebook(publication_id: int, *, kind: str, key: str, caption: str 
 @task()
 def publish_job(publication_id: int) -> None:
     """Publish one queued publication; harmless to run twice."""
+    claimed = _claim(publication_id)
+    if claimed is None:
+        return
+    attempt, owner = claimed
+    token = _run_owner.set(owner)
+    try:
+        with heartbeat(Publication, publication_id, owner,
+                       still=Publication.state == "publishing"):
+            _publish_claimed(publication_id, attempt)
+    finally:
+        _run_owner.reset(token)
+
+
+def _publish_claimed(publication_id: int, attempt: int) -> None:
+    """The run of publish_job once claimed: gate, render, send, record."""
     from .facebook import AuthGraphError, GraphError, PermissionGraphError, TransientGraphError
     from .gate_service import gate_for
     from .renditions import publishable_rendition
     from .service import blocker_reasons
 
-    attempt = _claim(publication_id)
-    if attempt is None:
-        return
     publication = db.session.get(Publication, publication_id)
     assert publication is not None
     items = [(item.id, item.media_id) for item in publication.items]  # an album's photos, in order
@@ -346,17 +368,20 @@ def sweep_publications(now: datetime | None = None) -> int:
     rows = db.session.execute(sa.select(
         Publication.id, Publication.state, Publication.connector, Publication.attempts,
         Publication.takedown_attempts,
-    ).where(Publication.state.in_(("queued", "publishing", "takedown_pending")))
+    ).where(sa.or_(Publication.state.in_(("queued", "takedown_pending")),
+                   sa.and_(Publication.state == "publishing", lapsed(Publication, moment))))
         .order_by(Publication.id)).all()
     for pub_id, state, connector, attempts, takedown_attempts in rows:
+        if state == "publishing":
+            # Re-checked in the UPDATE: a run that renewed its lease meanwhile keeps it.
+            if release_lapsed(Publication, pub_id, where=Publication.state == "publishing",
+                              values={"state": "queued"}, now=moment):
+                record("publication:restarted", actor=SYSTEM, subject_type="publication",
+                       subject_id=pub_id, details={"attempt": attempts})
+                to_publish.append(pub_id)
+            continue
         last = last_event_at(pub_id) or moment
-        if state == "publishing" and last < moment - STALE_PUBLISHING:
-            db.session.execute(sa.update(Publication).where(
-                Publication.id == pub_id, Publication.state == "publishing").values(state="queued"))
-            record("publication:restarted", actor=SYSTEM, subject_type="publication",
-                   subject_id=pub_id, details={"attempt": attempts})
-            to_publish.append(pub_id)
-        elif state == "queued" and last < moment - timedelta(seconds=backoff(attempts)) - LOST_JOB:
+        if state == "queued" and last < moment - timedelta(seconds=backoff(attempts)) - LOST_JOB:
             to_publish.append(pub_id)
         elif (state == "takedown_pending" and connector == "facebook"
               and last < moment - timedelta(seconds=backoff(takedown_attempts)) - LOST_JOB):
@@ -369,9 +394,9 @@ def sweep_publications(now: datetime | None = None) -> int:
     return len(to_publish) + len(to_take_down)
 
 
-@periodic_task(crontab(minute="*/5"))
-def sweep_publications_every_five_minutes() -> None:
-    """Keep publishing and takedowns going after crashes and lost jobs."""
+@periodic_task(crontab(minute="*"))
+def sweep_publications_every_minute() -> None:
+    """Keep publishing and takedowns going after crashes (lapsed leases) and lost jobs."""
     sweep_publications()
 
 

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..db import UTCDateTime, db, utcnow
+from ..leases import Leased
 
 # queued -> publishing -> live | failed; live -> takedown_pending -> taken_down.
 # An export is `live` once recorded; its takedown is a task staff confirm by hand.
@@ -21,7 +22,7 @@ PUBLICATION_STATES = ("queued", "publishing", "live", "failed", "takedown_pendin
 CONNECTORS = ("facebook", "export")
 
 
-class Publication(db.Model):
+class Publication(Leased, db.Model):
     """One media item (or an album of photos) published (or being published) on one channel.
 
     For an album, `media_id`, `media_sha256` and the rendition columns describe its first photo and
