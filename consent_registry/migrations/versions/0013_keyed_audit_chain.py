@@ -1,7 +1,7 @@
 """keyed audit chain: every event's hash becomes an HMAC with the audit key kept outside the database
 
 Revision ID: 0013
-Revises: 0008
+Revises: 0012
 Create Date: 2026-12-06 04:30:00
 
 An existing chain of plain SHA-256 hashes is re-keyed here, once: the old chain is walked and
@@ -29,7 +29,7 @@ from consent_registry.db import UTCDateTime, utcnow
 
 # revision identifiers, used by Alembic.
 revision = '0013'
-down_revision = '0008'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 
