@@ -142,8 +142,8 @@ def test_an_enrolled_face_is_suggested_and_a_stranger_is_not(app: Flask, tokens:
     assert np.allclose(stored[0].vector(), vector_for(OTHER))
     event = db.session.execute(sa.select(AuditEvent).where(
         AuditEvent.action == "media:analysed")).scalars().one()
-    assert event.details == {"faces": 2, "voices": 0, "matching": True, "voice_matching": False,
-                             "suggestions": 1}
+    assert event.details == {"faces": 2, "voices": 0, "sound_without_speech": 0, "matching": True,
+                             "voice_matching": False, "suggestions": 1}
 
 
 def test_auto_accept_tags_below_the_stricter_distance_and_is_audited(
