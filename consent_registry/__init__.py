@@ -21,6 +21,7 @@ from .config import (
     settings_from_environment,
 )
 from .db import db, migrate
+from .labels import check_timezone
 from .media.matching import policy_from_settings
 from .ratelimit import limiter
 
@@ -59,6 +60,7 @@ def _configure(
     # A mistyped matching threshold should stop the start, not every later analysis.
     cfg["MATCH_POLICY"] = policy_from_settings(cfg)
     cfg["VOICE_MATCH_POLICY"] = policy_from_settings(cfg, prefix="VOICE_")
+    cfg["BABEL_DEFAULT_TIMEZONE"] = check_timezone(cfg["SCHOOL_TIMEZONE"])
     database_url = cfg.get("DATABASE_URL") or (
         f"sqlite:///{Path(app.instance_path) / 'consent_registry.sqlite3'}"
     )
