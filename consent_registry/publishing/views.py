@@ -113,8 +113,10 @@ def publish(media_id: int) -> Response | tuple[str, int]:
                                           attested=attested, actor=_actor())
     except PublishRefused as exc:
         db.session.rollback()
+        # The form comes back with what was typed, so a long caption can be shortened, not lost.
         return render_template("publications/blocked.html", media=media, blockers=[],
-                               error=exc.message, names={}, channel=channel), 422
+                               error=exc.message, names={}, channel=channel,
+                               caption_typed=request.form.get("caption", "")), 422
     except PublishBlocked as exc:
         db.session.commit()  # keeps the gate:blocked event
         blockers = [b.as_json() for b in exc.decision.blockers]
@@ -148,7 +150,8 @@ def publish_album() -> Response | tuple[str, int]:
 
     def refused(message: str) -> tuple[str, int]:
         return render_template("publications/blocked.html", album=True, items={}, media=None,
-                               blockers=[], error=message, names={}, channel=channel), 422
+                               blockers=[], error=message, names={}, channel=channel,
+                               caption_typed=request.form.get("caption", "")), 422
 
     ids = _album_ids()
     if ids is None:
