@@ -27,6 +27,7 @@ PUBLIC = "public"
 EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("static", "GET"): PUBLIC,
     ("main.healthz", "GET"): PUBLIC,
+    ("main.favicon", "GET"): PUBLIC,
     ("main.index", "GET"): ALL,
     ("i18n.set_language", "POST"): PUBLIC,
     ("auth.login", "GET"): PUBLIC,
