@@ -28,6 +28,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("static", "GET"): PUBLIC,
     ("main.healthz", "GET"): PUBLIC,
     ("main.favicon", "GET"): PUBLIC,
+    ("media.analysis_status", "GET"): ALL,
     ("main.index", "GET"): ALL,
     ("i18n.set_language", "POST"): PUBLIC,
     ("auth.login", "GET"): PUBLIC,
