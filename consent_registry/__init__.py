@@ -124,11 +124,12 @@ def _register_blueprints(app: Flask) -> None:
     from .publishing import preview_views  # noqa: F401  (the answer page's preview joins consent_public)
     from .publishing.views import bp as publications_bp
     from .ratelimit import limit_blueprint
+    from .school_views import bp as school_bp
 
     limit_blueprint(consent_public_bp)
     for blueprint in (main.bp, auth_bp, users_bp, people_bp, import_bp, consent_bp,
                       consent_public_bp, media_bp, api_bp, settings_bp, reference_photos_bp, dpo_bp,
-                      publications_bp):
+                      publications_bp, school_bp):
         app.register_blueprint(blueprint)
 
 
@@ -169,6 +170,7 @@ def create_app(
     limiter.init_app(app)
     mail.init_app(app)
     storage.init_app(app)
+    from . import school as _school  # noqa: F401  (its table joins the metadata)
     from .biometrics import models as _biometrics  # noqa: F401  (its tables join the metadata)
     from .biometrics import service as _biometric_jobs  # noqa: F401  (its jobs register on import)
     from .consent import sending  # noqa: F401  (its jobs register on import)

@@ -13,6 +13,7 @@ from .db import utcnow
 from .labels import LABELS, channel_label, local_date, local_time, template_helpers
 from .people.age import age_on
 from .people.csv_import import field_label
+from .school import school_names
 
 bp = Blueprint("i18n", __name__)
 babel = Babel()
@@ -68,6 +69,7 @@ def init_app(app: Flask) -> None:
         get_locale=get_locale,
         age_today=lambda birth_date: age_on(birth_date, utcnow().date()),
         import_field_label=field_label,
+        school_names=school_names,
     )
     app.jinja_env.globals.update(template_helpers())
     # One way to show a moment everywhere: the school's time zone, the reader's format (en-GB).

@@ -140,6 +140,7 @@ AUDIT_ACTIONS: dict[str, Any] = {
     "media:original_view": lazy_gettext("original viewed"),
     "media:upload": lazy_gettext("media uploaded"),
     "media:voices_analysed": lazy_gettext("voices analysed"),
+    "notice:turned16": lazy_gettext("turned-16 notice mailed"),
     "notice:turned16_no_address": lazy_gettext("turned 16 without an e-mail address"),
     "people:import": lazy_gettext("people imported"),
     "person:create": lazy_gettext("person added"),

@@ -96,6 +96,7 @@ def test_every_action_the_code_records_has_a_label() -> None:
     for source in root.rglob("*.py"):
         recorded |= set(re.findall(r'record\(\s*"([a-z_]+:[a-z_0-9]+)"', source.read_text()))
         recorded |= set(re.findall(r'"([a-z_]+:[a-z_0-9]+)"\s*(?:if|else)', source.read_text()))
+        recorded |= set(re.findall(r'action="([a-z_]+:[a-z_0-9]+)"', source.read_text()))
     recorded |= {"settings:face_matching", "settings:voice_matching"}  # built as f-strings
     missing = sorted(a for a in recorded if a not in AUDIT_ACTIONS and not a.startswith("blueprint"))
     assert not missing, f"audit actions without a label in labels.py: {missing}"
