@@ -70,7 +70,7 @@ def test_the_school_time_zone_is_a_setting(tmp_path: Any, database_url: str) -> 
                             "CONSENT_REGISTRY_INSTANCE_PATH": str(tmp_path / "mars")})
 
 
-def test_actors_and_subjects_are_named(app: Flask, users: dict) -> None:
+def test_actors_and_subjects_are_named(app: Flask, users: dict, logged_in) -> None:
     """Users by name, guardians by name, people by name, an erased person as such."""
     person = Person(external_id="X1", role="pupil", given_name="Ada", family_name="Jansen",
                     birth_date=date(2012, 3, 4))
@@ -85,6 +85,8 @@ def test_actors_and_subjects_are_named(app: Flask, users: dict) -> None:
         assert subject_label("person", gone.id) == f"gewiste persoon nr. {gone.id}"
         assert subject_label("media", "7") == "media-item 7"
         assert actor_label("user", 999_999) == "gebruiker nr. 999999 (verwijderd)"
+    page = logged_in("dpo").get(f"/dpo/people/{gone.id}").get_data(as_text=True)
+    assert f"<h1>Dossier van gewiste persoon nr. {gone.id}</h1>" in page
 
 
 def test_every_action_the_code_records_has_a_label() -> None:
