@@ -216,6 +216,11 @@ def action_label(action: str) -> str:
     return f"{group}: {action}" if group is not None else action
 
 
+def audit_action_known(code: str) -> bool:
+    """Whether the filter's select offers this action or group (older codes are kept as typed)."""
+    return code in AUDIT_ACTIONS or code in AUDIT_GROUPS
+
+
 def audit_action_choices() -> list[tuple[str, list[tuple[str, str]]]]:
     """The audit filter's options: per group, "every event" (the group) then each action."""
     groups: dict[str, list[tuple[str, str]]] = {}
@@ -382,7 +387,8 @@ def template_helpers() -> Mapping[str, Any]:
     """The functions every template may call."""
     return {"label": label, "channel_label": channel_label, "action_label": action_label,
             "name_of": name_of, "actor_label": actor_label, "subject_label": subject_label,
-            "audit_action_choices": audit_action_choices, "field_label": field_label,
+            "audit_action_choices": audit_action_choices, "audit_action_known": audit_action_known,
+            "field_label": field_label,
             "field_value": field_value}
 
 

@@ -138,6 +138,8 @@ def test_the_audit_filter_offers_every_known_action_and_filters_on_it(
     assert '<option value="token:create" selected>API-token aangemaakt</option>' in html
     table = _visible(html.split('<table class="audit">', 1)[1])
     assert "API-token aangemaakt" in table and "persoon gewijzigd" not in table
+    older = logged_in("dpo").get("/dpo/audit?action=legacy:thing").get_data(as_text=True)
+    assert '<option value="legacy:thing" selected>legacy:thing</option>' in older  # kept, not lost
     with app.test_request_context(), force_locale("en"):
         groups = dict(audit_action_choices())
         assert ("person", "all of them") in groups["People"]
