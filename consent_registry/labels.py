@@ -104,6 +104,8 @@ AUDIT_ACTIONS: dict[str, Any] = {
     "appearance:unlinked": lazy_gettext("person untagged at erasure"),
     "audit:alert_mailed": lazy_gettext("broken audit chain reported"),
     "audit:export": lazy_gettext("audit log exported"),
+    "audit:head_mailed": lazy_gettext("audit chain head mailed"),
+    "audit:rekeyed": lazy_gettext("audit chain key changed"),
     "audit:verified": lazy_gettext("audit chain verified"),
     "auth:login": lazy_gettext("logged in"),
     "auth:login_failed": lazy_gettext("login failed"),
