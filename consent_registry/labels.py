@@ -67,6 +67,7 @@ LABELS: dict[str, dict[str, Any]] = {
     },
     "connector": {"facebook": lazy_gettext("posted by the service"),
                   "export": lazy_gettext("export, placed by hand")},
+    # The same words as media/views.py's tables (kept there too, where the media pages use them).
     "media_kind": {"photo": lazy_gettext("Photo"), "video": lazy_gettext("Video"),
                    "audio": lazy_gettext("Sound recording")},
     "media_status": {"queued": lazy_gettext("waiting for analysis"),

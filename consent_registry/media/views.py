@@ -26,6 +26,7 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 from flask_login import current_user
 from PIL import Image, ImageOps
 from werkzeug.datastructures import MultiDict
@@ -38,7 +39,6 @@ from ..audit import Actor, record
 from ..auth.access import ANY_ROLE, allow
 from ..consent.service import channels
 from ..db import db
-from ..labels import LABELS
 from ..people.views import page_arg
 from ..publishing.service import ALBUM_MAX, ALBUM_MIN, connector_for
 from ..storage import StorageKeyError, get_storage
@@ -56,11 +56,16 @@ ORIGINAL_VIEWERS = ("admin", "communications", "dpo")
 DISPLAY_MAX_SIDE = 1600
 _FORM_MIMETYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
-# The media pages' labels are the site's (labels.py), under the names these pages know them by.
-KIND_LABELS = LABELS["media_kind"]
-STATUS_LABELS = LABELS["media_status"]
-RESOLUTION_LABELS = LABELS["resolution"]
-APPEARANCE_LABELS = LABELS["appearance_kind"]
+KIND_LABELS = {"photo": lazy_gettext("Photo"), "video": lazy_gettext("Video"),
+               "audio": lazy_gettext("Sound recording")}
+STATUS_LABELS = {"queued": lazy_gettext("waiting for analysis"),
+                 "analysing": lazy_gettext("being analysed"), "ready": lazy_gettext("ready"),
+                 "failed": lazy_gettext("analysis failed")}
+RESOLUTION_LABELS = {"unresolved": lazy_gettext("not yet tagged"),
+                     "identified": lazy_gettext("tagged"),
+                     "not_recognisable": lazy_gettext("not recognisable"),
+                     "blur": lazy_gettext("blurred when published")}
+APPEARANCE_LABELS = {"face": lazy_gettext("Face"), "voice": lazy_gettext("Voice")}
 
 
 @bp.context_processor

@@ -113,9 +113,9 @@ def publish(media_id: int) -> Response | tuple[str, int]:
                                           attested=attested, actor=_actor())
     except PublishRefused as exc:
         db.session.rollback()
-        # The form comes back with what was typed, so a long caption can be shortened, not lost.
         return render_template("publications/blocked.html", media=media, blockers=[],
                                error=exc.message, names={}, channel=channel,
+                               # the form comes back with what was typed: shortened, not lost
                                caption_typed=request.form.get("caption", "")), 422
     except PublishBlocked as exc:
         db.session.commit()  # keeps the gate:blocked event
