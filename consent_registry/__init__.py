@@ -25,6 +25,7 @@ from .config import (
     settings_from_environment,
 )
 from .db import db, migrate
+from .labels import check_timezone
 from .leases import check_settings as check_lease_settings
 from .media.matching import policy_from_settings
 from .ratelimit import limiter, storage_uri
@@ -73,6 +74,7 @@ def _configure(
     # A mistyped matching threshold should stop the start, not every later analysis.
     cfg["MATCH_POLICY"] = policy_from_settings(cfg)
     cfg["VOICE_MATCH_POLICY"] = policy_from_settings(cfg, prefix="VOICE_")
+    cfg["BABEL_DEFAULT_TIMEZONE"] = check_timezone(cfg["SCHOOL_TIMEZONE"])
     database_url = cfg.get("DATABASE_URL") or (
         f"sqlite:///{Path(app.instance_path) / 'consent_registry.sqlite3'}"
     )
@@ -154,11 +156,12 @@ def _register_blueprints(app: Flask) -> None:
     from .publishing import preview_views  # noqa: F401  (the answer page's preview joins consent_public)
     from .publishing.views import bp as publications_bp
     from .ratelimit import limit_blueprint
+    from .school_views import bp as school_bp
 
     limit_blueprint(consent_public_bp)
     for blueprint in (main.bp, auth_bp, users_bp, people_bp, import_bp, consent_bp,
                       consent_public_bp, media_bp, api_bp, settings_bp, reference_photos_bp, dpo_bp,
-                      publications_bp):
+                      publications_bp, school_bp):
         app.register_blueprint(blueprint)
 
 
@@ -200,6 +203,7 @@ def create_app(
     limiter.init_app(app)
     mail.init_app(app)
     storage.init_app(app)
+    from . import school as _school  # noqa: F401  (its table joins the metadata)
     from .biometrics import models as _biometrics  # noqa: F401  (its tables join the metadata)
     from .biometrics import service as _biometric_jobs  # noqa: F401  (its jobs register on import)
     from .consent import sending  # noqa: F401  (its jobs register on import)

@@ -63,8 +63,8 @@ class BaseConfig:
     PUBLIC_URL: str | None = None
     SCHOOL_NAME = "School"
     DEFAULT_LOCALE = "nl"
-    # Moments are stored in UTC and shown in the school's time zone.
-    BABEL_DEFAULT_TIMEZONE = "Europe/Amsterdam"
+    # Moments are stored in UTC and shown in the school's time zone (Babel's follows it).
+    SCHOOL_TIMEZONE = "Europe/Amsterdam"
     LOCALES = ("nl", "en")
     MAX_CONTENT_LENGTH = 40 * 1024 * 1024
     LOGIN_MAX_FAILURES_PER_ACCOUNT = 5

@@ -5,13 +5,15 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, current_app, has_request_context, redirect, request, session
-from flask_babel import Babel, get_locale, lazy_gettext
+from flask_babel import Babel, get_locale
 from werkzeug.wrappers import Response
 
 from .auth.access import allow_public
 from .db import utcnow
+from .labels import LABELS, channel_label, local_date, local_time, template_helpers
 from .people.age import age_on
 from .people.csv_import import field_label
+from .school import school_names
 
 bp = Blueprint("i18n", __name__)
 babel = Babel()
@@ -50,28 +52,6 @@ def set_language() -> Response:
     return redirect(safe_next(request.form.get("next")))
 
 
-LABELS = {
-    "role": {
-        "admin": lazy_gettext("Administrator"),
-        "communications": lazy_gettext("Communications"),
-        "staff": lazy_gettext("Staff"),
-        "dpo": lazy_gettext("Data protection officer"),
-    },
-    "person_role": {"pupil": lazy_gettext("Pupil"), "staff": lazy_gettext("Staff member")},
-    "status": {"active": lazy_gettext("Active"), "left": lazy_gettext("Left school")},
-    "method": {
-        "email-link": lazy_gettext("e-mail link"), "paper": lazy_gettext("paper form"),
-        "import": lazy_gettext("import"), "in-person": lazy_gettext("in person"),
-    },
-    "recipient_state": {
-        "pending": lazy_gettext("waiting"), "sending": lazy_gettext("sending"),
-        "sent": lazy_gettext("sent"), "failed": lazy_gettext("failed"),
-        "skipped": lazy_gettext("no e-mail address"), "opened": lazy_gettext("opened"),
-        "answered": lazy_gettext("answered"), "expired": lazy_gettext("link expired"),
-    },
-}
-
-
 def _labeller(kind: str) -> object:
     """A template function that shows a stored code as its translated label."""
     return lambda code: str(LABELS[kind].get(code, code))
@@ -89,5 +69,10 @@ def init_app(app: Flask) -> None:
         get_locale=get_locale,
         age_today=lambda birth_date: age_on(birth_date, utcnow().date()),
         import_field_label=field_label,
+        school_names=school_names,
     )
+    app.jinja_env.globals.update(template_helpers())
+    # One way to show a moment everywhere: the school's time zone, the reader's format (en-GB).
+    app.jinja_env.filters.update(datetimeformat=local_time, dateformat=local_date, when=local_time,
+                                 channel_label=channel_label)
     app.register_blueprint(bp)

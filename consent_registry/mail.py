@@ -53,6 +53,8 @@ class Mail:
     html: str
     language: str = "nl"
     headers: Mapping[str, str] = field(default_factory=dict)
+    # The name shown with the sender's address (the school's choice); None: MAIL_FROM's own.
+    sender_name: str | None = None
 
 
 class MailError(Exception):
@@ -120,6 +122,9 @@ def _check_header_value(name: str, value: str) -> None:
 def build_message(mail: Mail, *, sender: str, message_id: str | None = None) -> EmailMessage:
     """The MIME message for mail: multipart/alternative text and HTML, all headers safe."""
     from_address = _sender_address(sender)
+    if mail.sender_name:
+        _check_header_value("From", mail.sender_name)
+        from_address = Address(display_name=mail.sender_name, addr_spec=from_address.addr_spec)
     _check_header_value("To", mail.to)
     to_address = _parse_address(mail.to)
     if to_address is None:

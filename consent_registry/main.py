@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import Blueprint, jsonify, redirect, url_for
+from flask import Blueprint, current_app, jsonify, redirect, send_from_directory, url_for
 from werkzeug.wrappers import Response
 
 from .auth.access import ANY_ROLE, allow, allow_public
@@ -28,3 +28,11 @@ def healthz() -> tuple[Response, int]:
     except sa.exc.SQLAlchemyError:
         return jsonify({"status": "unavailable"}), 503
     return jsonify({"status": "ok"}), 200
+
+
+@bp.get("/favicon.ico")
+@allow_public
+def favicon() -> Response:
+    """The site's icon where browsers look for it without being told (no login needed)."""
+    return send_from_directory(current_app.static_folder or "static", "favicon.ico",
+                               mimetype="image/vnd.microsoft.icon", max_age=86400)

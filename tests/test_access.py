@@ -27,6 +27,10 @@ PUBLIC = "public"
 EXPECTED: dict[tuple[str, str], frozenset[str] | str] = {
     ("static", "GET"): PUBLIC,
     ("main.healthz", "GET"): PUBLIC,
+    ("main.favicon", "GET"): PUBLIC,
+    ("school.page", "GET"): ADMIN,
+    ("school.submit", "POST"): ADMIN,
+    ("media.analysis_status", "GET"): ALL,
     ("main.index", "GET"): ALL,
     ("i18n.set_language", "POST"): PUBLIC,
     ("auth.login", "GET"): PUBLIC,

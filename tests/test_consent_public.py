@@ -230,7 +230,7 @@ def test_answer_page_offers_one_unticked_choice_per_asked_channel(app: Flask, fa
     assert "Occasion: schoolreis naar Berlijn, mei 2027" in html
     assert "is public: anyone can see it" in html
     until = default_valid_until(decided_on=datetime.now(UTC).date(), rule=app.config["CONSENT_VALIDITY"])
-    assert until is not None and f"A yes counts until July 31, {until.year}." in html
+    assert until is not None and f"A yes counts until 31 July {until.year}." in html  # en-GB
     assert "You can withdraw at any time" in html and "No answer means no." in html
     assert "Newsletter" not in html  # not asked
 

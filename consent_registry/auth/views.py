@@ -12,6 +12,7 @@ from ..audit import Actor, record
 from ..confirm import confirmation_page, confirmed
 from ..db import db
 from ..i18n import safe_next
+from ..school import school_names
 from .access import ANY_ROLE, allow, allow_public
 from .models import ApiToken
 from .service import AccountError, attempt_login, set_new_password
@@ -104,8 +105,12 @@ def change_password_submit() -> tuple[str, int] | Response:
         errors = [PASSWORD_PROBLEMS[c]() for c in codes if c in PASSWORD_PROBLEMS]
         return render_template("auth/change_password.html", errors=errors), 422
     db.session.commit()
+    # Read before login_user(current_user), after which the proxy would point at itself.
+    first_run = current_user.role == "admin" and not school_names().set_up
     login_user(current_user)  # the session id includes the auth version, which just changed
     flash(_("Your password has been changed."), "success")
+    if first_run:
+        return redirect(url_for("school.page"))  # the first run: name the school next
     return redirect(url_for("main.index"))
 
 

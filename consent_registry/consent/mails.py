@@ -12,6 +12,7 @@ from flask_babel import gettext as _
 from ..db import utcnow
 from ..mail import Mail
 from ..people.models import Person
+from ..school import school_names
 from .links import (
     DeciderRef,
     answer_token,
@@ -32,7 +33,8 @@ def _render(template: str, language: str, subject: Callable[[], str], to: str,
             headers: dict[str, str] | None = None, **context: object) -> Mail:
     """Render the subject and the text and HTML bodies of one mail in the language."""
     with force_locale(language):
-        context = {**context, "school": current_app.config["SCHOOL_NAME"]}
+        names = school_names()
+        context = {**context, "school": names.school_name}
         return Mail(
             to=to,
             subject=subject(),
@@ -40,6 +42,7 @@ def _render(template: str, language: str, subject: Callable[[], str], to: str,
             html=render_template(f"mail/{template}.html", **context),
             language=language,
             headers=headers or {},
+            sender_name=names.sender_name,
         )
 
 

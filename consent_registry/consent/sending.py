@@ -258,7 +258,8 @@ def send_turning_sixteen(today: date | None = None) -> int:
 def _fields(mail: Mail) -> dict[str, object]:
     """A message as plain data for the queue."""
     return {"to": mail.to, "subject": mail.subject, "text": mail.text, "html": mail.html,
-            "language": mail.language, "headers": dict(mail.headers)}
+            "language": mail.language, "headers": dict(mail.headers),
+            "sender_name": mail.sender_name}
 
 
 def sweep(now: datetime | None = None) -> None:

@@ -98,9 +98,18 @@ def _box(appearance: Appearance) -> Box | None:
     return Box(box["x"], box["y"], box["w"], box["h"]) if box else None
 
 
+def family_language(person: Person) -> str:
+    """The language the family reads: a pupil's guardians' when they share one, else the person's."""
+    if person.role == "pupil":
+        spoken = {link.guardian.language for link in person.guardian_links}
+        if len(spoken) == 1 and (language := spoken.pop()) in ("nl", "en"):
+            return language
+    return person.language if person.language in ("nl", "en") else "nl"
+
+
 def _plan(person: Person) -> _Plan:
     """The person's file and the media to put in the ZIP."""
-    plan = _Plan(person_id=person.id, language=person.language if person.language in ("nl", "en") else "nl",
+    plan = _Plan(person_id=person.id, language=family_language(person),
                  file=person_file_module.person_file(person))
     media_ids = db.session.execute(
         sa.select(Appearance.media_id).where(Appearance.person_id == person.id).distinct()

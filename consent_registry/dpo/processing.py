@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from ..consent.texts import BIOMETRIC, TEXT_VERSION, text_for
+from ..school import school_names
 from ..translate import _
 
 # Defaults of the retention settings (consent_registry/config.py), used when a setting is absent.
@@ -188,7 +189,7 @@ def record_of_processing(config: Mapping[str, Any], face_matching: MatchingSetti
     updated = face_matching.updated_at
     voice_updated = voice_matching.updated_at if voice_matching is not None else None
     return {
-        "controller": config.get("SCHOOL_NAME"),
+        "controller": school_names().school_name,
         "consent_text_version": TEXT_VERSION,
         "purposes": _purposes(config, matching_on or voice_on, language),
         "categories_of_people": _people(),

@@ -366,4 +366,6 @@ def delete(media_id: int) -> Response | tuple[str, int]:
 
 # The gate's request button and the staff's look at the published version join this blueprint too.
 from ..publishing import gate_views, rendition_views  # noqa: E402,F401
-from . import tagging_views  # noqa: E402,F401  (the tagging routes join this blueprint)
+
+# The tagging routes and the live analysis status join this blueprint.
+from . import status_views, tagging_views  # noqa: E402,F401

@@ -257,16 +257,28 @@ def find_voices(chunks: Iterable[np.ndarray], *, engine: VoiceEngine,
                 progress: Callable[[float], None] | None = None) -> list[Voice]:
     """The speakers of a recording given as 16 kHz chunks, ordered by when each first speaks.
 
-    `progress` is called with the seconds of sound read so far.
+    `progress` is called with the seconds of sound read so far, and with the end of each speech
+    region once it is embedded: embedding is the slow part, and a 30-second chunk full of talk
+    would otherwise show no progress until all of it is done.
     """
     regions: list[tuple[float, float]] = []
     centres: list[list[float]] = []
     embeddings: list[np.ndarray] = []
-    for region in engine.speech(_counted(chunks, progress)):
+    reached = 0.0
+
+    def advance(seconds: float) -> None:
+        """Report a position further than any before (an engine may read ahead of its regions)."""
+        nonlocal reached
+        if progress is not None and seconds > reached:
+            reached = seconds
+            progress(seconds)
+
+    for region in engine.speech(_counted(chunks, advance)):
         starts = window_starts(region.samples.size)
         embeddings.append(np.asarray(engine.embed(region.samples, starts), np.float32))
         regions.append((region.start, region.end))
         centres.append([region.start + (s / SAMPLE_RATE) + WINDOW_S / 2 for s in starts])
+        advance(region.end)
     if not regions:
         return []
     labels = cluster_windows(np.concatenate(embeddings), threshold=threshold, block=block)

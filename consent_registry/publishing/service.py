@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from ..audit import Actor, record
 from ..consent.service import channels
 from ..db import db, utcnow
+from ..labels import channel_label
 from ..media.models import Media
 from ..translate import _
 from .gate import GateDecision
@@ -72,6 +73,15 @@ def connector_for(channel: str) -> str:
     return CONNECTOR_OF.get(channel, "export")
 
 
+def check_caption(*, channel: str, caption: str | None) -> None:
+    """Refuse a caption longer than the channel takes, naming the limit (never cut it short)."""
+    if caption is not None and len(caption) > CAPTION_MAX_LENGTH:
+        raise PublishRefused("invalid", _(
+            "The caption has %(length)s characters; %(channel)s takes at most %(n)s.",
+            length=len(caption), channel=channel_label(channel), n=CAPTION_MAX_LENGTH),
+            field="caption")
+
+
 def check_request(*, kind: str, channel: str, known_channels: tuple[str, ...],
                   caption: str | None) -> None:
     """Refuse what no gate decision could allow: unknown channel, audio on Facebook, long captions."""
@@ -81,9 +91,7 @@ def check_request(*, kind: str, channel: str, known_channels: tuple[str, ...],
         raise PublishRefused("not_publishable",
                              _("Only photos and videos can be published on Facebook."),
                              field="channel")
-    if caption is not None and len(caption) > CAPTION_MAX_LENGTH:
-        raise PublishRefused("invalid", _("Too long: at most %(n)s characters.",
-                                          n=CAPTION_MAX_LENGTH), field="caption")
+    check_caption(channel=channel, caption=caption)
 
 
 def shown_people(media: Media) -> dict[int, list[int]]:
@@ -189,9 +197,7 @@ def check_album(media_items: Sequence[Media], *, channel: str,
     if any(m.status != "ready" for m in media_items):
         raise PublishRefused("not_ready", _("Every photo of an album must be analysed first."),
                              field="media_ids")
-    if caption is not None and len(caption) > CAPTION_MAX_LENGTH:
-        raise PublishRefused("invalid", _("Too long: at most %(n)s characters.",
-                                          n=CAPTION_MAX_LENGTH), field="caption")
+    check_caption(channel=channel, caption=caption)
 
 
 def request_album_publication(media_items: Sequence[Media], *, channel: str, caption: str | None,

@@ -164,7 +164,9 @@ def publish(media_id: int) -> Response | tuple[str, int]:
             again=again), key=_form_key())
     except PublishRefused as exc:
         return render_template("publications/blocked.html", media=media, blockers=[],
-                               error=exc.message, names={}, channel=channel), 422
+                               error=exc.message, names={}, channel=channel,
+                               # the form comes back with what was typed: shortened, not lost
+                               caption_typed=request.form.get("caption", "")), 422
     except PublishBlocked as exc:
         blockers = [b.as_json() for b in exc.decision.blockers]
         return render_template(
@@ -199,7 +201,8 @@ def publish_album() -> Response | tuple[str, int]:
 
     def refused(message: str) -> tuple[str, int]:
         return render_template("publications/blocked.html", album=True, items={}, media=None,
-                               blockers=[], error=message, names={}, channel=channel), 422
+                               blockers=[], error=message, names={}, channel=channel,
+                               caption_typed=request.form.get("caption", "")), 422
 
     ids = _album_ids()
     if ids is None:
