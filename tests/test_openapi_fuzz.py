@@ -48,7 +48,7 @@ DOMAIN_REFUSALS: dict[str, tuple[list[str], str]] = {
 }
 DEFAULT_ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
 ROLES = ["admin", "communications", "staff", "dpo", None]  # None: no token at all
-EXAMPLES = 4  # fuzzed requests per operation, role and mode, beside the boundary cases
+EXAMPLES = 3  # fuzzed requests per operation, role and mode, beside the boundary cases
 
 
 def _config() -> schemathesis.Config:
