@@ -12,12 +12,14 @@ from .auth.access import is_api_request
 from .db import db
 
 
-def _page(exc: HTTPException) -> tuple[str, int]:
-    """A translated HTML error page."""
-    return render_template("error.html", status=exc.code or 500), exc.code or 500
+def _page(exc: HTTPException) -> tuple[str, int, dict[str, str]]:
+    """A translated HTML error page; a 405 names the allowed methods (RFC 9110)."""
+    allowed = getattr(exc, "valid_methods", None)
+    headers = {"Allow": ", ".join(allowed)} if exc.code == 405 and allowed else {}
+    return render_template("error.html", status=exc.code or 500), exc.code or 500, headers
 
 
-def handle_http_error(exc: HTTPException) -> Response | tuple[str, int]:
+def handle_http_error(exc: HTTPException) -> Response | tuple[str, int] | tuple[str, int, dict[str, str]]:
     """Werkzeug errors: JSON for the API, a page elsewhere."""
     if isinstance(exc, CSRFError) and not is_api_request():
         return render_template("error.html", status=400, csrf=True), 400

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,11 @@ from flask import Flask
 
 from consent_registry import create_app
 from consent_registry.auth.models import User
+from consent_registry.biometrics import service as biometrics
 from consent_registry.config import DevelopmentConfig, check_production_key, settings_from_environment
 from consent_registry.db import db
+from consent_registry.media import analysis
+from consent_registry.media.matching import MatchPolicy
 
 from conftest import bearer
 
@@ -41,6 +45,34 @@ def test_every_setting_comes_from_the_environment(tmp_path: Path) -> None:
     assert cfg["PUBLIC_URL"] == "https://toestemming.school.nl"
     assert cfg["PAGE_SIZE"] == 25 and cfg["SESSION_COOKIE_SECURE"] is True
     assert cfg["LOCALES"] == ("nl", "en")
+
+
+def test_matching_numbers_come_from_the_environment_into_the_matchers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The MATCH_ and VOICE_MATCH_ variables make the policies the face and voice matchers use."""
+    app = create_app(environ=_environ(
+        tmp_path, CONSENT_REGISTRY_DATABASE_URL=f"sqlite:///{tmp_path / 'a.db'}",
+        CONSENT_REGISTRY_MATCH_THRESHOLD="0.45", CONSENT_REGISTRY_MATCH_MARGIN="0.08",
+        CONSENT_REGISTRY_MATCH_AUTO_ACCEPT_BELOW="0.3",
+        CONSENT_REGISTRY_VOICE_MATCH_THRESHOLD="0.55", CONSENT_REGISTRY_VOICE_MATCH_MARGIN="0.09",
+        CONSENT_REGISTRY_VOICE_MATCH_AUTO_ACCEPT_BELOW="0.2"))
+    faces, voices = MatchPolicy(0.45, 0.08, 0.3), MatchPolicy(0.55, 0.09, 0.2)
+    assert (app.config["MATCH_POLICY"], app.config["VOICE_MATCH_POLICY"]) == (faces, voices)
+    assert create_app(environ=_environ(tmp_path / "b")).config["MATCH_POLICY"] == MatchPolicy(0.5, 0.05)
+    monkeypatch.setattr(biometrics, "matching_enabled", lambda modality: True)
+    monkeypatch.setattr(biometrics, "matching_references", lambda at, modality: [object()])
+    with app.app_context():
+        assert analysis.matcher(datetime.now(UTC), "face").policy == faces
+        assert analysis.matcher(datetime.now(UTC), "voice").policy == voices
+    with pytest.raises(ValueError, match="VOICE_MATCH_AUTO_ACCEPT_BELOW must be a number"):
+        create_app(environ=_environ(tmp_path / "c", CONSENT_REGISTRY_VOICE_MATCH_AUTO_ACCEPT_BELOW="soon"))
+
+
+def test_links_in_mails_live_fourteen_days_unless_configured(tmp_path: Path) -> None:
+    """The answer link's lifetime a school gets without setting anything; the manage link's a year."""
+    for environ in (_environ(tmp_path), _environ(tmp_path, CONSENT_REGISTRY_ENV="test")):
+        config = create_app(environ=environ).config
+        assert (config["CONSENT_LINK_DAYS"], config["MANAGE_LINK_DAYS"]) == (14, 365)
 
 
 def test_embedded_defaults_need_no_server(tmp_path: Path) -> None:

@@ -7,6 +7,8 @@ page that names nobody; the pages leak nothing to other sites and are rate-limit
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -365,6 +367,66 @@ def test_expired_answer_link_shows_a_friendly_page(app: Flask, family: Family) -
         assert posted.status_code == 410
         _names_absent(posted.get_data(as_text=True))
     assert _records(family.pid) == [] and _recipient(family.pid, ANNA).opened_at is None
+
+
+@pytest.mark.parametrize(("days", "status"), [(13, 200), (13.9, 200), (14.05, 410), (15, 410)])
+def test_an_answer_link_lives_fourteen_days(app: Flask, family: Family, days: float, status: int) -> None:
+    """Without a setting a link works for 14 days: on day 13 it opens and answers, after 14 it is refused."""
+    assert app.config["CONSENT_LINK_DAYS"] == 14
+    with time_machine.travel(datetime.now(UTC) + timedelta(days=days), tick=True):
+        browser = _browser(app)
+        page = browser.get(family.anna[0])
+        html = page.get_data(as_text=True)
+        assert page.status_code == status
+        posted = browser.post(family.anna[0], data={
+            "choice_facebook": "granted", "choice_website": "refused", "csrf_token": _csrf(html)})
+        assert posted.status_code == status
+    assert len(_records(family.pid)) == (2 if status == 200 else 0)
+
+
+def _client_hash(app: Flask, address: str, agent: str) -> str:
+    """The keyed hash of a client's address and browser, computed here independently of the code."""
+    key = app.config["SECRET_KEY"].encode()
+    return hmac.new(key, f"{address}\n{agent}".encode(), hashlib.sha256).hexdigest()
+
+
+def test_emailed_decisions_keep_a_keyed_hash_of_address_and_browser(app: Flask, family: Family) -> None:
+    """Answer, withdraw and manage each store HMAC(secret, address, user agent): another browser or
+    another address gives another hash, and neither is kept in the clear."""
+    def device(address: str, agent: str) -> FlaskClient:
+        browser = _browser(app)
+        browser.environ_base.update(REMOTE_ADDR=address, HTTP_USER_AGENT=agent)
+        return browser
+
+    phone = device("203.0.113.7", "Phone/1.0 (Android)")
+    done = _submit(phone, family.anna[0], {"choice_facebook": "granted", "choice_website": "granted"})
+    assert done.status_code == 200
+    on_phone = _client_hash(app, "203.0.113.7", "Phone/1.0 (Android)")
+    assert [r.client_hash for r in _records(family.pid)] == [on_phone, on_phone]
+
+    _submit(device("203.0.113.7", "Laptop/2.0"), family.bert[0],
+            {"choice_facebook": "refused", "choice_website": "refused"})
+    on_laptop = _client_hash(app, "203.0.113.7", "Laptop/2.0")
+    assert [r.client_hash for r in _records(family.pid)[2:]] == [on_laptop, on_laptop]
+    assert on_laptop != on_phone
+
+    hrefs = [a.get("href") or "" for t, a in _tags(done.get_data(as_text=True)) if t == "a"]
+    withdraw = next(h for h in hrefs if h.startswith("/w/"))
+    manage = next(h for h in hrefs if h.startswith("/m/") and h != "/m/")
+    assert _submit(device("198.51.100.2", "Phone/1.0 (Android)"), withdraw, {}).status_code == 200
+    elsewhere = _client_hash(app, "198.51.100.2", "Phone/1.0 (Android)")
+    assert [r.client_hash for r in _records(family.pid)[4:]] == [elsewhere, elsewhere]
+    assert elsewhere not in (on_phone, on_laptop)
+
+    again = _submit(device("198.51.100.3", "Tablet/3"), manage, {f"d_{family.pid}_facebook": "granted"})
+    assert again.status_code == 200
+    assert [(r.decision, r.client_hash) for r in _records(family.pid)[6:]] == [
+        ("granted", _client_hash(app, "198.51.100.3", "Tablet/3"))]
+    for record in _records(family.pid):
+        assert record.client_hash is not None and len(record.client_hash) == 64
+        texts = [str(v) for v in vars(record).values()]
+        assert not [t for t in texts for clear in ("203.0.113", "198.51.100", "Phone/", "Laptop/")
+                    if clear in t]
 
 
 def test_guardian_link_no_longer_applies_once_the_pupil_is_sixteen(

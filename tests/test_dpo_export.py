@@ -216,7 +216,8 @@ def test_only_the_dpo_and_admins_reach_exports(app: Flask, tokens: dict[str, str
         assert client.post(f"/dpo/people/{story['ada']}/export").status_code == 403
     assert conforms(api("POST", "/people/999999/export")).status_code == 404
     assert conforms(api("GET", "/exports/999999")).status_code == 404
-    assert conforms(api("GET", "/exports/99999999999")).status_code == 404
+    # Outside the document's range (at most 2**31 - 1): only the answer is checked.
+    assert conforms(api("GET", "/exports/99999999999"), check_request=False).status_code == 404
     client = logged_in("dpo")
     assert client.get("/dpo/exports/999999").status_code == 404
     assert client.get("/dpo/exports/999999/download").status_code == 404

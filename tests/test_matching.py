@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from consent_registry.config import BaseConfig
 from consent_registry.media import matching
 from consent_registry.media.faces import make_engine
 from consent_registry.media.matching import (
@@ -20,6 +21,7 @@ from consent_registry.media.matching import (
     MatchPolicy,
     Reference,
     Suggestion,
+    policy_from_settings,
     suggest,
     suggest_many,
 )
@@ -219,6 +221,91 @@ def test_policies_that_make_no_sense_are_refused(kwargs: dict[str, float]) -> No
 def test_policy_defaults() -> None:
     assert MatchPolicy() == MatchPolicy(threshold=0.5, margin=0.05, auto_accept_below=None)
     assert MatchPolicy(auto_accept_below=0.5).auto_accept_below == 0.5  # "stricter" may equal
+
+
+# --- the policy from the configuration ----------------------------------------------------------------
+
+PREFIXES = ["", "VOICE_"]
+
+
+def test_policies_of_an_unconfigured_school() -> None:
+    """Faces 0.5/0.05 and voices 0.6/0.05, no auto-accept: from no settings and from the config class."""
+    faces = MatchPolicy(threshold=0.5, margin=0.05, auto_accept_below=None)
+    voices = MatchPolicy(threshold=0.6, margin=0.05, auto_accept_below=None)
+    assert policy_from_settings({}) == faces
+    assert policy_from_settings({}, prefix="VOICE_") == voices
+    defaults = {name: getattr(BaseConfig, name) for name in dir(BaseConfig) if name.isupper()}
+    assert policy_from_settings(defaults) == faces
+    assert policy_from_settings(defaults, prefix="VOICE_") == voices
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_each_match_setting_takes_effect_alone(prefix: str) -> None:
+    """Each of the three numbers, set alone, changes exactly that number of the policy."""
+    default = policy_from_settings({}, prefix=prefix)
+    assert policy_from_settings({f"{prefix}MATCH_THRESHOLD": 0.42}, prefix=prefix) == MatchPolicy(
+        threshold=0.42, margin=default.margin, auto_accept_below=None)
+    assert policy_from_settings({f"{prefix}MATCH_MARGIN": 0.07}, prefix=prefix) == MatchPolicy(
+        threshold=default.threshold, margin=0.07, auto_accept_below=None)
+    assert policy_from_settings({f"{prefix}MATCH_AUTO_ACCEPT_BELOW": 0.3}, prefix=prefix) == MatchPolicy(
+        threshold=default.threshold, margin=default.margin, auto_accept_below=0.3)
+    assert policy_from_settings({f"{prefix}MATCH_THRESHOLD": 0.42, f"{prefix}MATCH_MARGIN": 0.0,
+                                 f"{prefix}MATCH_AUTO_ACCEPT_BELOW": 0.42}, prefix=prefix) == MatchPolicy(
+        threshold=0.42, margin=0.0, auto_accept_below=0.42)
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_the_other_modalitys_settings_are_ignored(prefix: str) -> None:
+    """Face settings never change the voice policy, nor the other way round."""
+    other = "VOICE_" if prefix == "" else ""
+    settings = {f"{other}MATCH_THRESHOLD": 0.2, f"{other}MATCH_MARGIN": 0.2,
+                f"{other}MATCH_AUTO_ACCEPT_BELOW": 0.1}
+    assert policy_from_settings(settings, prefix=prefix) == policy_from_settings({}, prefix=prefix)
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_settings_read_from_the_environment_are_strings(prefix: str) -> None:
+    """Numbers as text are read; empty, "none" and "off" (any case, spaces) mean the default / off."""
+    default = policy_from_settings({}, prefix=prefix)
+    assert policy_from_settings({f"{prefix}MATCH_THRESHOLD": " 0.45 ", f"{prefix}MATCH_MARGIN": "0.1",
+                                 f"{prefix}MATCH_AUTO_ACCEPT_BELOW": "0.25"}, prefix=prefix) == MatchPolicy(
+        threshold=0.45, margin=0.1, auto_accept_below=0.25)
+    assert policy_from_settings({f"{prefix}MATCH_THRESHOLD": "1"}, prefix=prefix).threshold == 1.0
+    for off in ("", "  ", "none", "None", " OFF ", "off", None):
+        policy = policy_from_settings({f"{prefix}MATCH_THRESHOLD": off, f"{prefix}MATCH_MARGIN": off,
+                                       f"{prefix}MATCH_AUTO_ACCEPT_BELOW": off}, prefix=prefix)
+        assert policy == default, off
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+@pytest.mark.parametrize("name", ["MATCH_THRESHOLD", "MATCH_MARGIN", "MATCH_AUTO_ACCEPT_BELOW"])
+@pytest.mark.parametrize("value", ["half", "0,4", [0.4], object()])
+def test_a_setting_that_is_no_number_is_named(prefix: str, name: str, value: object) -> None:
+    """A mistyped number stops the start with the setting's full name and what it held."""
+    with pytest.raises(ValueError, match=rf"^{prefix}{name} must be a number, not "):
+        policy_from_settings({f"{prefix}{name}": value}, prefix=prefix)
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+@pytest.mark.parametrize("settings", [
+    {"MATCH_THRESHOLD": "0"}, {"MATCH_MARGIN": "-0.1"}, {"MATCH_AUTO_ACCEPT_BELOW": "0.9"},
+    {"MATCH_THRESHOLD": "0.2", "MATCH_AUTO_ACCEPT_BELOW": "0.3"}, {"MATCH_THRESHOLD": "nan"},
+])
+def test_settings_that_make_no_sense_are_refused(prefix: str, settings: dict[str, str]) -> None:
+    """The policy's own checks apply to configured numbers too."""
+    with pytest.raises(ValueError):
+        policy_from_settings({prefix + k: v for k, v in settings.items()}, prefix=prefix)
+
+
+def test_configured_numbers_change_what_is_suggested() -> None:
+    """A stricter threshold or margin loses a suggestion the default makes; auto-accept comes on."""
+    references = [ref(1, 0.45), ref(2, 0.52)]
+    assert suggest(PROBE, references, policy=policy_from_settings({})) == Suggestion(
+        1, pytest.approx(0.45), False)
+    assert suggest(PROBE, references, policy=policy_from_settings({"MATCH_THRESHOLD": "0.44"})) is None
+    assert suggest(PROBE, references, policy=policy_from_settings({"MATCH_MARGIN": "0.08"})) is None
+    assert suggest(PROBE, references, policy=policy_from_settings(
+        {"MATCH_AUTO_ACCEPT_BELOW": "0.46"})) == Suggestion(1, pytest.approx(0.45), True)
 
 
 def test_references_keep_a_frozen_copy() -> None:

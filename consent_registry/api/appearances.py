@@ -7,7 +7,15 @@ from typing import Annotated, Any, Literal
 import sqlalchemy as sa
 from flask import Response, jsonify, url_for
 from flask_babel import gettext as _
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    model_validator,
+)
 
 from ..auth.access import ANY_ROLE, allow
 from ..db import db
@@ -32,8 +40,16 @@ from .media import media_or_404
 from .people import _actor, _person_or_404
 
 TAGGERS = ("admin", "communications")
-Id = Annotated[StrictInt, Field(ge=1)]
-Pixels = Annotated[StrictInt, Field(ge=0, le=1_000_000)]
+
+
+def _whole_number(value: Any) -> Any:
+    """10.0 as 10: JSON Schema's integer includes integer-valued floats; other values unchanged."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# Strict: "7" and true are refused, as before; 7.0 is the number 7 and accepted.
+Id = Annotated[StrictInt, BeforeValidator(_whole_number), Field(ge=1)]
+Pixels = Annotated[StrictInt, BeforeValidator(_whole_number), Field(ge=0, le=1_000_000)]
 Seconds = Annotated[float, Field(strict=True, ge=0, le=1_000_000, allow_inf_nan=False)]
 
 

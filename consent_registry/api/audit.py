@@ -15,6 +15,7 @@ from . import bp
 from .errors import ApiError, int_arg, page_size
 
 READERS = ("admin", "dpo")
+TYPED_ARGS = ("since", "until", "actor_type", "actor_id", "person_id", "media_id")
 
 
 class AuditEventOut(BaseModel):
@@ -45,6 +46,10 @@ class AuditPage(BaseModel):
 @allow(*READERS)
 def list_audit_events() -> Response:
     """A page of audit events, newest first, filtered by time, actor, action, person, media, text."""
+    # The pages' form sends blank fields for "any"; the API's typed arguments are given or left out.
+    for name in TYPED_ARGS:
+        if request.args.get(name) == "":
+            raise ApiError(400, "bad_request", _("Invalid query parameter."), {name: "must not be empty"})
     try:
         filters = parse_filters(request.args)
     except BadFilter as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Response, jsonify
 
 from ..auth.access import allow_public
+from ..consent.service import channels
 from . import bp
 from .openapi import openapi_document
 
@@ -13,4 +14,4 @@ from .openapi import openapi_document
 @allow_public
 def openapi_json() -> Response:
     """The API's OpenAPI 3.1 document."""
-    return jsonify(openapi_document())
+    return jsonify(openapi_document(channels()))

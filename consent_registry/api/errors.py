@@ -66,7 +66,11 @@ def http_error_response(exc: HTTPException) -> Response:
         405: _("This method is not allowed here."),
         413: _("The request is too large."),
     }.get(status, exc.description or exc.name)
-    return error_response(ApiError(status, ERROR_CODES.get(status, "error"), message))
+    response = error_response(ApiError(status, ERROR_CODES.get(status, "error"), message))
+    allowed = getattr(exc, "valid_methods", None)
+    if status == 405 and allowed:
+        response.headers["Allow"] = ", ".join(allowed)  # RFC 9110: a 405 names what is allowed
+    return response
 
 
 def _location(loc: tuple[Any, ...]) -> str:
@@ -135,19 +139,40 @@ def validated(model: type[M], document: dict[str, Any]) -> M:
         raise ApiError(422, "invalid", _("Some fields are invalid."), validation_fields(exc)) from None
 
 
-def int_arg(name: str, *, default: int, minimum: int = 1, maximum: int | None = None) -> int:
-    """An integer query argument within bounds, or a 400 naming it."""
+def _bad_arg(name: str, reason: str) -> ApiError:
+    """The 400 for one query argument."""
+    return ApiError(400, "bad_request", _("Invalid query parameter."), {name: reason})
+
+
+def choice_arg(name: str, choices: tuple[str, ...] | list[str]) -> str | None:
+    """A query argument that must be one of `choices`; None when absent; a 400 otherwise (also empty)."""
     raw = request.args.get(name)
-    if raw is None or raw == "":
+    if raw is not None and raw not in choices:
+        raise _bad_arg(name, "must be one of " + ", ".join(choices))
+    return raw
+
+
+def text_arg(name: str, *, max_length: int) -> str | None:
+    """A text query argument of at most max_length characters, None when absent, or a 400."""
+    raw = request.args.get(name)
+    if raw is not None and len(raw) > max_length:
+        raise _bad_arg(name, f"must be at most {max_length} characters")
+    return raw
+
+
+def int_arg(name: str, *, default: int, minimum: int = 1, maximum: int | None = None) -> int:
+    """An integer query argument within bounds, the default when absent, or a 400 naming it."""
+    raw = request.args.get(name)
+    if raw is None:
         return default
     try:
-        value = int(raw)
+        # ASCII digits only: int() would also read "²", " 7 " or "1_000", which no schema allows.
+        value = int(raw) if raw.lstrip("-").isascii() and raw.lstrip("-").isdigit() else None
     except ValueError:
         value = None
     if value is None or value < minimum or (maximum is not None and value > maximum):
         upper = f" and {maximum}" if maximum is not None else ""
-        raise ApiError(400, "bad_request", _("Invalid query parameter."),
-                       {name: f"must be a whole number between {minimum}{upper}"})
+        raise _bad_arg(name, f"must be a whole number between {minimum}{upper}")
     return value
 
 

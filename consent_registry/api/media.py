@@ -17,7 +17,7 @@ from ..media.schemas import MediaUploadFields, media_json, media_summary_json
 from ..publishing.slots import StillPublished, active_publications, holder_json
 from ..storage import get_storage
 from . import bp
-from .errors import ApiError, int_arg, page_size, validation_fields
+from .errors import ApiError, choice_arg, int_arg, page_size, validation_fields
 from .people import _actor
 
 UPLOADERS = ("admin", "communications")
@@ -116,14 +116,7 @@ def upload_media() -> tuple[Response, int, dict[str, str]]:
 @allow(*ANY_ROLE)
 def list_media() -> Response:
     """A page of media items, newest first, filtered by status and kind."""
-    status = request.args.get("status") or None
-    kind = request.args.get("kind") or None
-    if status not in (None, *MEDIA_STATUSES):
-        raise ApiError(400, "bad_request", _("Invalid query parameter."),
-                       {"status": "must be one of " + ", ".join(MEDIA_STATUSES)})
-    if kind not in (None, *MEDIA_KINDS):
-        raise ApiError(400, "bad_request", _("Invalid query parameter."),
-                       {"kind": "must be one of " + ", ".join(MEDIA_KINDS)})
+    status, kind = choice_arg("status", MEDIA_STATUSES), choice_arg("kind", MEDIA_KINDS)
     page, per_page = int_arg("page", default=1, maximum=100_000), page_size()
     rows, total = page_of_media(status=status, kind=kind, page=page, per_page=per_page)
     return jsonify({"items": [media_summary_json(m) for m in rows], "page": page,

@@ -22,8 +22,10 @@ from ..consent.schemas import (
     ConsentRequestOut,
     ConsentsOut,
 )
+from ..consent.texts import BIOMETRIC
 from ..media.schemas import ACCEPTED_CONTENT_TYPES, MediaOut, MediaPage, MediaUploadFields
 from ..people.schemas import PersonCreate, PersonOut, PersonPage, PersonPatch
+from ..publishing.gate import DEFAULT_CHANNELS
 from ..publishing.models import PUBLICATION_STATES
 from .appearances import AppearanceCreate, AppearanceOut, AppearancePatch, PersonMediaPage
 from .audit import AuditEventOut, AuditPage  # G1
@@ -126,8 +128,10 @@ def _upload_body() -> dict[str, Any]:
                 "properties": {
                     "file": {"type": "string", "contentMediaType": "application/octet-stream",
                              "description": "The photo, video or sound recording"},
-                    # The optional text fields, from the model that validates them.
-                    **MediaUploadFields.model_json_schema()["properties"],
+                    # The optional text fields, from the model that validates them; a form
+                    # field is text or absent, never null.
+                    **{name: _without_null(field) for name, field
+                       in MediaUploadFields.model_json_schema()["properties"].items()},
                 },
                 "additionalProperties": False,
             },
@@ -143,6 +147,9 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
     """A query parameter."""
     return {"name": name, "in": "query", "required": False, "schema": schema,
             "description": description}
+
+
+_PAGE = _query("page", {"type": "integer", "minimum": 1, "maximum": 100_000}, "Page number, from 1")
 
 
 _PERSON_ID = {"name": "person_id", "in": "path", "required": True,
@@ -192,7 +199,7 @@ def _tagging_paths() -> dict[str, Any]:
                 "operationId": "getPersonMedia",
                 "summary": "The media items a person is tagged in, newest first",
                 "parameters": [
-                    _query("page", {"type": "integer", "minimum": 1}, "Page number, from 1"),
+                    _PAGE,
                     _query("per_page", {"type": "integer", "minimum": 1, "maximum": 200},
                            "Items per page"),
                 ],
@@ -392,9 +399,10 @@ def _publication_paths() -> dict[str, Any]:
                 "parameters": [
                     _query("state", {"type": "string", "enum": list(PUBLICATION_STATES)},
                            "Only publications in this state"),
-                    _query("channel", {"type": "string"}, "Only publications on this channel"),
+                    _query("channel", {"type": "string"},
+                           "Only publications on this channel (one of this school's)"),
                     _query("media_id", {"type": "integer", "minimum": 1}, "Only of this item"),
-                    _query("page", {"type": "integer", "minimum": 1}, "Page number, from 1"),
+                    _PAGE,
                     _query("per_page", {"type": "integer", "minimum": 1, "maximum": 200},
                            "Items per page"),
                 ],
@@ -481,8 +489,9 @@ def _dpo_file_paths() -> dict[str, Any]:
 def _audit_paths() -> dict[str, Any]:
     """The audit log (dpo, admin): search events."""
     id_query = {"type": "integer", "minimum": 1}
-    moment = {"type": "string", "description": "YYYY-MM-DD or an ISO 8601 date-time (UTC unless "
-                                               "it has an offset)"}
+    moment = {"anyOf": [{"type": "string", "format": "date"},
+                        {"type": "string", "format": "date-time"}],
+              "description": "YYYY-MM-DD or an ISO 8601 date-time (UTC unless it has an offset)"}
     return {
         "/api/v1/audit": {
             "get": {
@@ -503,7 +512,7 @@ def _audit_paths() -> dict[str, Any]:
                            "Events about this item, or naming it in their details"),
                     _query("text", {"type": "string", "maxLength": 200},
                            "Text found in the details (case-insensitive)"),
-                    _query("page", {"type": "integer", "minimum": 1}, "Page number, from 1"),
+                    _PAGE,
                     _query("per_page", {"type": "integer", "minimum": 1, "maximum": 200},
                            "Items per page"),
                 ],
@@ -525,9 +534,9 @@ def _paths() -> dict[str, Any]:
                 "parameters": [
                     _query("q", {"type": "string", "maxLength": 200},
                            "Words matched against names, external id and e-mail"),
-                    _query("group", {"type": "string"}, "Only this class or group"),
+                    _query("group", {"type": "string", "maxLength": 40}, "Only this class or group"),
                     _query("status", {"type": "string", "enum": ["active", "left"]}, "Only this status"),
-                    _query("page", {"type": "integer", "minimum": 1}, "Page number, from 1"),
+                    _PAGE,
                     _query("per_page", {"type": "integer", "minimum": 1, "maximum": 200},
                            "Items per page"),
                 ],
@@ -605,7 +614,7 @@ def _paths() -> dict[str, Any]:
                            "Only items with this status"),
                     _query("kind", {"type": "string", "enum": ["photo", "video", "audio"]},
                            "Only items of this kind"),
-                    _query("page", {"type": "integer", "minimum": 1}, "Page number, from 1"),
+                    _PAGE,
                     _query("per_page", {"type": "integer", "minimum": 1, "maximum": 200},
                            "Items per page"),
                 ],
@@ -663,13 +672,100 @@ def _paths() -> dict[str, Any]:
     }
 
 
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A pydantic `X | None` property as X alone (with its title, description and default)."""
+    branches = [b for b in schema.get("anyOf", ()) if b != {"type": "null"}]
+    if len(branches) != 1:
+        return schema
+    rest = {k: v for k, v in schema.items() if k not in ("anyOf", "default")}
+    return {**branches[0], **rest}
+
+
+MAX_DATABASE_ID = 2**31 - 1
+# Where the school's channels (and, for consent, biometric matching too) are the only values:
+# (component schema, property, whether biometric is allowed). Query parameters named `channel`
+# take the channels as well.
+_CHANNEL_PROPERTIES = (("ConsentIn", "channel", True), ("ConsentRequestIn", "channels", True),
+                       ("PublishIn", "channel", False), ("AlbumPublishIn", "channel", False))
+_EMAIL_PROPERTIES = (("GuardianIn", "email"), ("PersonCreate", "email"), ("PersonPatch", "email"))
+# Switching matching on needs the DPIA it rests on, not blank (the code's dpia_required).
+_DPIA_RULE = {
+    "if": {"properties": {"enabled": {"const": True}}, "required": ["enabled"]},
+    "then": {"properties": {"dpia_reference": {"type": "string", "pattern": r"\S"}},
+             "required": ["dpia_reference"]},
+}
+
+
+def _enum_of(schema: dict[str, Any], values: list[str]) -> None:
+    """Restrict a string property (or the items of a list, or the string of `X | None`) to values."""
+    target = schema.get("items", schema)
+    for branch in target.get("anyOf", [target]):
+        if branch.get("type") == "string":
+            branch["enum"] = values
+
+
+def _email(schema: dict[str, Any]) -> None:
+    """Mark a string property (or the string of `X | None`) as an e-mail address."""
+    for branch in schema.get("anyOf", [schema]):
+        if branch.get("type") == "string":
+            branch["format"] = "email"
+
+
+def _school_specific(schemas: dict[str, Any], paths: dict[str, Any], channels: tuple[str, ...]) -> None:
+    """What the models cannot say alone: the configured channels, e-mail formats, the DPIA rule."""
+    for model, prop, biometric in _CHANNEL_PROPERTIES:
+        if prop in schemas.get(model, {}).get("properties", {}):
+            _enum_of(schemas[model]["properties"][prop], [*channels, *([BIOMETRIC] if biometric else [])])
+    for model, prop in _EMAIL_PROPERTIES:
+        if prop in schemas.get(model, {}).get("properties", {}):
+            _email(schemas[model]["properties"][prop])
+    if "FaceMatchingIn" in schemas:
+        schemas["FaceMatchingIn"].update(_DPIA_RULE)
+    for item in paths.values():
+        for parameter in _parameters(item):
+            if parameter["name"] == "channel":
+                parameter["schema"] = {"type": "string", "enum": list(channels)}
+
+
+def _parameters(item: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every parameter of a path item: its own and its operations'."""
+    found = list(item.get("parameters", []))
+    for operation in item.values():
+        if isinstance(operation, dict):
+            found += operation.get("parameters", [])
+    return found
+
+
+def _no_null_defaults(schemas: dict[str, Any]) -> None:
+    """A field that may be left out but not sent as null has no default of null (it would not
+    validate against its own schema)."""
+    for schema in schemas.values():
+        for prop in schema.get("properties", {}).values():
+            allows_null = prop.get("type") == "null" or {"type": "null"} in prop.get("anyOf", [])
+            if "default" in prop and prop["default"] is None and not allows_null:
+                del prop["default"]
+
+
+def _bounded_ids(paths: dict[str, Any]) -> None:
+    """Ids in paths and queries are database integers: at most 2**31 - 1 (larger: 404 or 400)."""
+    for item in paths.values():
+        for parameter in _parameters(item):
+            schema = parameter["schema"]
+            if parameter["name"].endswith("_id") and schema.get("type") == "integer":
+                schema.setdefault("maximum", MAX_DATABASE_ID)
+
+
 @cache
-def openapi_document() -> dict[str, Any]:
-    """The whole OpenAPI document; built once, it depends only on code."""
+def openapi_document(channels: tuple[str, ...] = DEFAULT_CHANNELS) -> dict[str, Any]:
+    """The whole OpenAPI document for a school with these channels; built once per set."""
     _, schemas = models_json_schema(
         [(m, "validation") for m in _MODELS],
         ref_template="#/components/schemas/{model}",
     )
+    paths = _paths()
+    _school_specific(schemas.get("$defs", {}), paths, channels)
+    _bounded_ids(paths)
+    _no_null_defaults(schemas.get("$defs", {}))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -678,7 +774,7 @@ def openapi_document() -> dict[str, Any]:
             "description": "Publication consents for school media. Errors are always "
             '{"error": {"code", "message", "fields"}}.',
         },
-        "paths": _paths(),
+        "paths": paths,
         "components": {
             "schemas": schemas.get("$defs", {}),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

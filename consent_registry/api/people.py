@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Response, jsonify, request, url_for
+from flask import Response, jsonify, url_for
 from flask_babel import gettext as _
 
 from ..audit import Actor
@@ -19,10 +19,12 @@ from ..people.service import (
     update_person,
 )
 from . import bp
-from .errors import ApiError, int_arg, json_object, page_size, validated
+from .errors import ApiError, choice_arg, int_arg, json_object, page_size, text_arg, validated
 
 PEOPLE_WRITERS = ("admin", "staff")
 _MAX_ID = 2**31 - 1  # larger ids cannot exist and would overflow PostgreSQL's integer
+SEARCH_MAX = 200  # characters of a search (the OpenAPI document says the same)
+GROUP_MAX = 40  # characters of a class or group name (people.models.Person.group)
 
 
 def _actor() -> Actor:
@@ -51,15 +53,11 @@ def _conflict_or_invalid(exc: PeopleError) -> ApiError:
 @allow(*ANY_ROLE)
 def list_people() -> Response:
     """A page of people, searched by name, number or e-mail, filtered by group and status."""
-    q = request.args.get("q", "")[:200]
-    status = request.args.get("status") or None
-    if status not in (None, "active", "left"):
-        raise ApiError(400, "bad_request", _("Invalid query parameter."),
-                       {"status": "must be active or left"})
+    q = text_arg("q", max_length=SEARCH_MAX) or ""
+    group = text_arg("group", max_length=GROUP_MAX) or None
+    status = choice_arg("status", ("active", "left"))
     page, per_page = int_arg("page", default=1, maximum=100_000), page_size()
-    people, total = search_people(
-        q=q, group=request.args.get("group") or None, status=status, page=page, per_page=per_page
-    )
+    people, total = search_people(q=q, group=group, status=status, page=page, per_page=per_page)
     return jsonify({"items": [person_json(p) for p in people], "page": page,
                     "per_page": per_page, "total": total})
 

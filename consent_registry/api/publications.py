@@ -7,11 +7,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 
-from flask import Response, jsonify, request, url_for
+from flask import Response, jsonify, url_for
 from flask_babel import gettext as _
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..auth.access import ANY_ROLE, allow
+from ..consent.service import channels
 from ..db import db
 from ..media.models import Media, get_media
 from ..publishing.asking import Asked, Key, ask_once
@@ -32,7 +33,7 @@ from ..publishing.service import (
 from ..publishing.slots import AlreadyPublished, active_publications, holder_json
 from ..publishing.takedown import TakedownError, takedown_on_request
 from . import bp
-from .errors import ApiError, int_arg, json_object, page_size, validated
+from .errors import ApiError, choice_arg, int_arg, json_object, page_size, validated
 from .gate import GateBlocker
 from .media import media_or_404
 from .people import _actor
@@ -238,12 +239,9 @@ def publish_album() -> tuple[Response, int, dict[str, str]]:
 @allow(*ANY_ROLE)
 def list_publications() -> Response:
     """A page of publications, newest first, filtered by state, channel and media item."""
-    state = request.args.get("state") or None
-    channel = request.args.get("channel") or None
-    if state not in (None, *PUBLICATION_STATES):
-        raise ApiError(400, "bad_request", _("Invalid query parameter."),
-                       {"state": "must be one of " + ", ".join(PUBLICATION_STATES)})
-    media_id = int_arg("media_id", default=0, minimum=0, maximum=2**31 - 1) or None
+    state = choice_arg("state", PUBLICATION_STATES)
+    channel = choice_arg("channel", channels())
+    media_id = int_arg("media_id", default=0, minimum=1, maximum=2**31 - 1) or None
     page, per_page = int_arg("page", default=1, maximum=100_000), page_size()
     rows, total = page_of_publications(state=state, channel=channel, media_id=media_id, page=page,
                                        per_page=per_page)

@@ -17,6 +17,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from ..db import utcnow
 from ..translate import _
@@ -124,15 +125,16 @@ class PersonCreate(Strict):
 class PersonPatch(Strict):
     """A change to some of a person's fields; fields left out stay as they are."""
 
-    external_id: ExternalId | None = None
-    given_name: Name | None = None
-    family_name: FamilyName | None = None
-    birth_date: BirthDate | None = None
-    role: Literal["pupil", "staff"] | None = None
+    # A field a person must have may be left out but not sent as null: the document says so too.
+    external_id: ExternalId | SkipJsonSchema[None] = None
+    given_name: Name | SkipJsonSchema[None] = None
+    family_name: FamilyName | SkipJsonSchema[None] = None
+    birth_date: BirthDate | SkipJsonSchema[None] = None
+    role: Literal["pupil", "staff"] | SkipJsonSchema[None] = None
     email: Email | None = None
     group: Group | None = None
-    language: Language | None = None
-    status: Literal["active", "left"] | None = None
+    language: Language | SkipJsonSchema[None] = None
+    status: Literal["active", "left"] | SkipJsonSchema[None] = None
     left_on: IsoDate | None = None
     guardians: list[GuardianIn] | None = Field(default=None, max_length=6)
 
