@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 
-from flask import Response, jsonify, url_for
+from flask import Response, jsonify, request, url_for
 from flask_babel import gettext as _
 from pydantic import BaseModel, ConfigDict, Field
 
