@@ -4,6 +4,8 @@ cannot reach it (`flask audit verify --expect HASH:LENGTH` checks it later)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import sqlalchemy as sa
 from flask import current_app, render_template
 from flask_babel import force_locale
@@ -50,22 +52,24 @@ def alert_recipients(*, roles: tuple[str, ...] = ALERTED_ROLES) -> list[User]:
 
 def alert_mail(user: User, report: ChainReport) -> Mail:
     """The alert for one recipient, in the service's default language."""
-    language = current_app.config["DEFAULT_LOCALE"]
-    context = {"name": user.name or user.email, "report": report,
-               "verify_url": external_url("dpo.audit_verify"),
-               "school": current_app.config["SCHOOL_NAME"]}
-    with force_locale(language):
-        return Mail(
-            to=user.email,
-            subject=_("The audit log of the consent registry is broken"),
-            text=render_template("dpo/audit_alert.txt", **context),
-            html=render_template("dpo/audit_alert.html", **context),
-            language=language,
-        )
+    return _chain_mail(user, report,
+                       subject=lambda: _("The audit log of the consent registry is broken"),
+                       template="dpo/audit_alert")
 
 
 def head_mail(user: User, report: ChainReport) -> Mail:
     """The verified chain head for one DPO to keep, in the service's default language."""
+    return _chain_mail(user, report,
+                       subject=lambda: _("Audit log of the consent registry: today's chain head"),
+                       template="dpo/audit_head")
+
+
+def _chain_mail(user: User, report: ChainReport, *, subject: Callable[[], str],
+                template: str) -> Mail:
+    """One mail about the chain to one staff member: text and HTML from `template`.txt/.html.
+
+    The subject is a callable so that it is translated inside the mail's language.
+    """
     language = current_app.config["DEFAULT_LOCALE"]
     context = {"name": user.name or user.email, "report": report,
                "verify_url": external_url("dpo.audit_verify"),
@@ -73,9 +77,9 @@ def head_mail(user: User, report: ChainReport) -> Mail:
     with force_locale(language):
         return Mail(
             to=user.email,
-            subject=_("Audit log of the consent registry: today's chain head"),
-            text=render_template("dpo/audit_head.txt", **context),
-            html=render_template("dpo/audit_head.html", **context),
+            subject=subject(),
+            text=render_template(f"{template}.txt", **context),
+            html=render_template(f"{template}.html", **context),
             language=language,
         )
 
