@@ -85,6 +85,27 @@ def test_another_channel_and_a_taken_down_post_need_no_again(
         ("facebook", 0), ("website", 0)]
 
 
+def test_a_post_that_may_be_live_after_an_unanswered_last_step_keeps_its_place(
+        app: Flask, tokens: dict[str, str], graph: Any) -> None:
+    """Failed 'uncertain' (Facebook did not answer the post): a plain publish is refused, as
+    for a live post, until a person who checked the Page says `again`."""
+    media, _person = tagged_photo(app)
+    api = api_caller(app, tokens, "communications")
+    graph.fail_next(r"/feed$", code=None, http_status=504)  # one photo is posted through /feed
+    first = api("POST", f"/media/{media.id}/publish", json=PUBLISH).get_json()
+    uncertain = get(first["publication_id"])
+    assert uncertain.state == "failed" and uncertain.last_error.startswith("uncertain")
+
+    second = conforms(api("POST", f"/media/{media.id}/publish", json=PUBLISH))
+    assert second.status_code == 409, second.get_json()
+    [holder] = second.get_json()["error"]["publications"]
+    assert (holder["id"], holder["state"]) == (uncertain.id, "failed")
+    assert len(publications()) == 1
+    again = api("POST", f"/media/{media.id}/publish", json={**PUBLISH, "again": True})
+    assert again.status_code == 201, again.get_json()
+    assert len(publications()) == 2
+
+
 def test_the_database_refuses_a_second_publication_that_passed_the_check(
         app: Flask, tokens: dict[str, str], graph: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A request that saw nothing live (as a racing one does) still fails on the slot constraint."""

@@ -19,7 +19,17 @@ from .models import Publication, PublicationMedia, PublicationSlot
 
 # A publication in one of these states is (or is about to be) on its channel.
 ACTIVE_STATES = ("queued", "publishing", "live", "takedown_pending")
+# A publication that failed on an unanswered last step may be live all the same (publishing/jobs
+# writes this prefix): it keeps its place until a person checked the Page and says `again`.
+UNCERTAIN_PREFIX = "uncertain:"
 FACEBOOK_POST_URL = "https://www.facebook.com/{post_id}"
+
+
+def _holds_place() -> sa.ColumnElement[bool]:
+    """Publications that keep an item's place on their channel: active, or failed uncertainly."""
+    return sa.or_(Publication.state.in_(ACTIVE_STATES),
+                  sa.and_(Publication.state == "failed",
+                          Publication.last_error.startswith(UNCERTAIN_PREFIX)))
 
 
 class AlreadyPublished(Exception):
@@ -40,11 +50,13 @@ def _shows(media_id: int) -> sa.ColumnElement[bool]:
 
 
 def active_publications(media_ids: Sequence[int], *, channel: str | None = None) -> list[Publication]:
-    """Queued or live publications showing any of the items (on the channel, if given), oldest first."""
+    """Publications holding the place of any of the items (on the channel, if given), oldest first.
+
+    Queued, live or being taken down, and also failed ones whose last step went unanswered.
+    """
     if not media_ids:
         return []
-    query = sa.select(Publication).where(Publication.state.in_(ACTIVE_STATES),
-                                         sa.or_(*(_shows(m) for m in media_ids)))
+    query = sa.select(Publication).where(_holds_place(), sa.or_(*(_shows(m) for m in media_ids)))
     if channel is not None:
         query = query.where(Publication.channel == channel)
     return list(db.session.execute(query.order_by(Publication.id)).scalars())
@@ -68,7 +80,7 @@ def take_slots(publication: Publication, *, media_ids: Sequence[int], channel: s
     stale = (sa.select(PublicationSlot.id)
              .join(Publication, Publication.id == PublicationSlot.publication_id)
              .where(PublicationSlot.media_id.in_(media_ids), PublicationSlot.channel == channel,
-                    Publication.state.not_in(ACTIVE_STATES)))
+                    sa.not_(_holds_place())))
     db.session.execute(sa.delete(PublicationSlot).where(PublicationSlot.id.in_(stale))
                        .execution_options(synchronize_session=False))
     for media_id in media_ids:
@@ -108,7 +120,7 @@ def prepare_delete(media_id: int) -> None:
     stale = (sa.select(PublicationSlot.id)
              .join(Publication, Publication.id == PublicationSlot.publication_id)
              .where(PublicationSlot.media_id == media_id,
-                    Publication.state.not_in(ACTIVE_STATES)))
+                    sa.not_(_holds_place())))
     db.session.execute(sa.delete(PublicationSlot).where(PublicationSlot.id.in_(stale))
                        .execution_options(synchronize_session=False))
 
