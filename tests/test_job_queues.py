@@ -10,11 +10,18 @@ from typing import Any
 
 import pytest
 import redis
+import sqlalchemy as sa
 from flask import Flask
+from test_publishing import tagged_photo
 
 from consent_registry import jobs
+from consent_registry.audit import SYSTEM
 from consent_registry.consent.sending import send_mail
+from consent_registry.db import db
 from consent_registry.media.analysis import analyse_media, listen_to_sound
+from consent_registry.media.models import Media
+from consent_registry.publishing import jobs as publishing_jobs
+from consent_registry.publishing.service import request_publication
 
 from conftest import make_app, wait_for
 from smtp_server import SMTPTestServer
@@ -131,3 +138,24 @@ def test_the_worker_command_consumes_the_queues_asked_for(tmp_path: Path) -> Non
     application = make_app(f"sqlite:///{tmp_path}/t.db", tmp_path, JOBS="immediate")
     result = application.test_cli_runner().invoke(args=["worker", "--queues", "mail"])
     assert result.exit_code == 2 and "unknown queue mail" in result.output
+
+
+def test_a_video_publication_is_queued_beside_analysis_and_a_photo_on_urgent(
+        app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A video's publication re-encodes its blurred rendition (minutes): it goes on the analysis
+    queue, so takedowns and consent mail never wait behind it; a photo's stays urgent."""
+    queued: list[tuple[str, int]] = []
+    monkeypatch.setattr(publishing_jobs, "enqueue", lambda job, *args: queued.append((job.queue, *args)))
+    monkeypatch.setattr(publishing_jobs, "enqueue_in",
+                        lambda delay, job, *args: queued.append((job.queue, *args)))
+    media, _person = tagged_photo(app)
+    publication = request_publication(media, channel="facebook", caption="Hi", attested=True,
+                                      actor=SYSTEM)
+    db.session.commit()
+    publishing_jobs.queue_publication(publication.id)
+    db.session.execute(sa.update(Media).where(Media.id == media.id).values(kind="video"))
+    publishing_jobs.queue_publication(publication.id)
+    publishing_jobs.queue_publication(publication.id, delay=30)  # a retry goes the same way
+    assert queued == [("urgent", publication.id), ("analysis", publication.id),
+                      ("analysis", publication.id)]
+    assert publishing_jobs.publish_video_job.queue == "analysis"

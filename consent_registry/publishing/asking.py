@@ -11,9 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..db import db
-from ..jobs import enqueue
 from .idempotency import KeyReused, KeyTaken, remember, replayed_publication
-from .jobs import publish_job
+from .jobs import queue_publication
 from .models import Publication
 from .service import PublishBlocked, PublishRefused
 from .slots import AlreadyPublished
@@ -74,5 +73,5 @@ def ask_once(ask: Callable[[], Publication], *, key: Key | None) -> Asked:
         raise
     publication_id = publication.id
     db.session.commit()
-    enqueue(publish_job, publication_id)
+    queue_publication(publication_id)
     return Asked(publication_id, False)

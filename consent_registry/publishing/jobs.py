@@ -201,7 +201,7 @@ def _retry_later(publication_id: int, attempt: int, kind: str, exc: Exception) -
                subject_id=publication_id,
                details={"attempt": attempt, "code": code, "kind": kind, "retry_in": delay})
         db.session.commit()
-        enqueue_in(delay, publish_job, publication_id)
+        queue_publication(publication_id, delay=delay)
     else:
         db.session.commit()
 
@@ -259,9 +259,36 @@ def _send_to_facebook(publication_id: int, *, kind: str, key: str, caption: str 
                                     save=save)
 
 
+def queue_publication(publication_id: int, *, delay: float | None = None) -> None:
+    """Queue the run of a publication: a video's on the analysis queue, anything else's on urgent.
+
+    A video's rendition is re-encoded with its blur (minutes of CPU); on the urgent queue two of
+    them would hold up takedowns and consent mail, which must never wait behind heavy work.
+    """
+    kind = db.session.execute(sa.select(Media.kind).join(
+        Publication, Publication.media_id == Media.id).where(Publication.id == publication_id)
+    ).scalar_one_or_none()
+    job = publish_video_job if kind == "video" else publish_job
+    if delay is None:
+        enqueue(job, publication_id)
+    else:
+        enqueue_in(delay, job, publication_id)
+
+
 @task()
 def publish_job(publication_id: int) -> None:
-    """Publish one queued publication; harmless to run twice."""
+    """Publish one queued publication (a photo or an album); harmless to run twice."""
+    _publish(publication_id)
+
+
+@task(queue="analysis")
+def publish_video_job(publication_id: int) -> None:
+    """Publish one queued video publication, beside analysis; harmless to run twice."""
+    _publish(publication_id)
+
+
+def _publish(publication_id: int) -> None:
+    """Claim a queued publication and run it under its lease."""
     claimed = _claim(publication_id)
     if claimed is None:
         return
@@ -276,7 +303,7 @@ def publish_job(publication_id: int) -> None:
 
 
 def _publish_claimed(publication_id: int, attempt: int) -> None:
-    """The run of publish_job once claimed: gate, render, send, record."""
+    """The run of a publication once claimed: gate, render, send, record."""
     from .facebook import AuthGraphError, GraphError, PermissionGraphError, TransientGraphError
     from .gate_service import gate_for
     from .renditions import publishable_rendition
@@ -388,7 +415,7 @@ def sweep_publications(now: datetime | None = None) -> int:
             to_take_down.append(pub_id)
     db.session.commit()
     for pub_id in to_publish:
-        enqueue(publish_job, pub_id)
+        queue_publication(pub_id)
     for pub_id in to_take_down:
         enqueue(takedown_job, pub_id)
     return len(to_publish) + len(to_take_down)

@@ -2,7 +2,7 @@
 
 A publication is created only when the gate allows the item on the channel at this moment; its
 decision (with, per person, the consent records that allowed it) is stored as the proof the data
-protection officer needs. The actual sending happens in `publishing.jobs.publish_job`, queued after
+protection officer needs. The actual sending happens in `publishing.jobs` (`queue_publication`), queued after
 the commit that makes the publication visible.
 """
 
@@ -130,7 +130,7 @@ def request_publication(media: Media, *, channel: str, caption: str | None, atte
 
     An item queued or live on the channel raises AlreadyPublished unless `again` (a human
     explicitly publishes it again); the caller then rolls back. The caller commits (also after
-    PublishBlocked, so the `gate:blocked` event is kept) and then queues `publish_job` with the
+    PublishBlocked, so the `gate:blocked` event is kept) and then queues the publication's job with the
     returned publication's id.
     """
     moment = at or utcnow()
@@ -212,7 +212,7 @@ def request_album_publication(media_items: Sequence[Media], *, channel: str, cap
     The gate is evaluated for every item at the same moment, in the caller's transaction. Any
     blocked item blocks the album: one `gate:blocked` event per blocked item, then PublishBlocked
     with every blocker and its media id. The caller commits (also after PublishBlocked) and then
-    queues `publish_job` with the returned publication's id.
+    queues the publication's job with the returned publication's id.
     """
     moment = at or utcnow()
     items = list(media_items)
