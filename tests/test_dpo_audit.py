@@ -20,6 +20,7 @@ from consent_registry.db import db
 from consent_registry.dpo.audit_query import BadFilter, filter_events, parse_filters
 from consent_registry.dpo.audit_verify import daily_audit_verify, verify_and_alert
 from consent_registry.jobs import registered_jobs
+from consent_registry.school import set_school_names
 
 from api_helpers import api_caller, conforms
 
@@ -247,6 +248,8 @@ def test_the_daily_job_mails_the_dpo_the_head_of_an_intact_chain(
     DPO (not the admins) gets that head by mail, which `flask audit verify --expect` accepts."""
     job = registered_jobs()["consent_registry.dpo.audit_verify.daily_audit_verify"]
     assert job.schedule is not None
+    set_school_names(school_name="Het Baken", sender_name="Het Baken (privacy)", actor=SYSTEM)
+    db.session.commit()
     daily_audit_verify()
     events = db.session.execute(sa.select(AuditEvent).order_by(AuditEvent.id)).scalars().all()
     run = next(e for e in events if e.action == "audit:verified")
@@ -257,6 +260,8 @@ def test_the_daily_job_mails_the_dpo_the_head_of_an_intact_chain(
     assert {address for r in smtp.received for address in r.rcpt_tos} == {"dpo@school.test"}
     body = smtp.messages[0].get_body(("plain",)).get_content()
     assert head in body and f"flask audit verify --expect {head}" in body
+    # The names the admin chose at set-up, as every other mail of the school carries them.
+    assert smtp.messages[0]["From"].startswith('"Het Baken (privacy)"')
     mailed = db.session.query(AuditEvent).filter_by(action="audit:head_mailed").one()
     assert int(mailed.subject_id) == users["dpo"].id
     result = app.test_cli_runner().invoke(args=["audit", "verify", "--expect", head])

@@ -18,7 +18,7 @@ from test_consent_pages import add_person, decide
 from test_gate_service import gate_section, page
 from test_tagging import face, make_photo
 
-from consent_registry.audit import AuditEvent
+from consent_registry.audit import SYSTEM, AuditEvent
 from consent_registry.consent.forms import QR_ERROR, answer_link
 from consent_registry.consent.links import answer_token
 from consent_registry.consent.models import ConsentRecipient, ConsentRequest
@@ -26,6 +26,7 @@ from consent_registry.consent.paper_links import paper_token
 from consent_registry.consent.reach import reason_for
 from consent_registry.db import db, utcnow
 from consent_registry.people.models import Person
+from consent_registry.school import set_school_names
 
 from conftest import bearer, csrf_token
 
@@ -243,6 +244,8 @@ def test_the_request_page_lists_the_unreachable_and_prints_a_working_form(
     assert "a parent or guardian" in ivo_row and "the staff member" not in ivo_row
     assert f'href="/people/{people["noor"].id}/consents#paper-form"' in detail
 
+    set_school_names(school_name="Het Baken", sender_name="Het Baken (privacy)", actor=SYSTEM)
+    db.session.commit()
     printed = print_forms(staff, request_.id, noor.id)
     assert printed.status_code == 200
     assert printed.headers["Cache-Control"] == "no-store"  # live links are not cached
@@ -253,6 +256,7 @@ def test_the_request_page_lists_the_unreachable_and_prints_a_working_form(
     # Written in Noor's language (Dutch, the register's default) like her e-mail would be.
     assert "Uw toestemming" in form and "Voor Noor Visser, die zelf beslist." in form
     assert "Profielwerkstukavond" in form
+    assert '<p class="school">Het Baken</p>' in form  # the name set up, as on the e-mail
     assert form.count('class="box"') == 4  # yes and no for each of the two channels, none ticked
     assert "Handtekening" in form
     assert f'href="/people/{people["noor"].id}/consents#paper-form"' in text  # the paper-form entry

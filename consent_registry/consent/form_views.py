@@ -8,7 +8,7 @@ recipients.
 
 from __future__ import annotations
 
-from flask import abort, current_app, render_template, request
+from flask import abort, render_template, request
 from flask_babel import force_locale
 from flask_login import current_user
 from markupsafe import Markup
@@ -16,6 +16,7 @@ from markupsafe import Markup
 from ..audit import Actor, record
 from ..auth.access import allow
 from ..db import db, utcnow
+from ..school import school_names
 from .forms import printable_form
 from .models import ConsentRecipient, ConsentRequest
 from .reach import still_asked, unreachable_recipients
@@ -56,7 +57,7 @@ def _render_form(recipient: ConsentRecipient) -> Markup:
     form = printable_form(recipient)
     with force_locale(form.language):
         return Markup(render_template("consent/_printable_form.html", form=form,  # noqa: S704
-                                      school=current_app.config["SCHOOL_NAME"]))
+                                      school=school_names().school_name))
 
 
 @bp.post("/consent-requests/<int:request_id>/forms")

@@ -29,7 +29,7 @@ from .mails import manage_link_mail
 from .models import ConsentRecipient
 from .paper_links import looks_like_paper_token
 from .rules import default_valid_until
-from .sending import _fields, send_confirmation, send_mail
+from .sending import queued_mail, send_confirmation, send_mail
 from .service import (
     ConsentError,
     client_fingerprint,
@@ -355,6 +355,6 @@ def ask_manage_link_submit() -> str:
     if guardian or person:
         ref = DeciderRef("guardian", guardian.id) if guardian else DeciderRef("person", person.id)
         mail = manage_link_mail(email, ref, (guardian or person).language)
-        enqueue(send_mail, mail_fields=_fields(mail), action="consent_mail:manage_link",
+        enqueue(send_mail, mail_fields=queued_mail(mail), action="consent_mail:manage_link",
                 subject_type=ref.kind, subject_id=ref.id)
     return render_template("consent/ask_link.html", sent=True)

@@ -249,13 +249,13 @@ def send_turning_sixteen(today: date | None = None) -> int:
         db.session.flush()  # the notice row first: a second run must not mail again
         mail = turning_sixteen_mail(pupil, states)
         db.session.commit()
-        enqueue(send_mail, mail_fields=_fields(mail), action="notice:turned16",
+        enqueue(send_mail, mail_fields=queued_mail(mail), action="notice:turned16",
                 subject_type="person", subject_id=pupil.id)
         sent += 1
     return sent
 
 
-def _fields(mail: Mail) -> dict[str, object]:
+def queued_mail(mail: Mail) -> dict[str, object]:
     """A message as plain data for the queue."""
     return {"to": mail.to, "subject": mail.subject, "text": mail.text, "html": mail.html,
             "language": mail.language, "headers": dict(mail.headers),

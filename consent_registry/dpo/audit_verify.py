@@ -13,10 +13,11 @@ from flask_babel import force_locale
 from ..audit import SYSTEM, Actor, AuditEvent, ChainReport, record, verify
 from ..auth.models import User
 from ..consent.links import external_url
-from ..consent.sending import send_mail
+from ..consent.sending import queued_mail, send_mail
 from ..db import db
 from ..jobs import crontab, enqueue, periodic_task
 from ..mail import Mail
+from ..school import school_names
 from ..translate import _
 
 ALERTED_ROLES = ("admin", "dpo")
@@ -71,12 +72,14 @@ def _chain_mail(user: User, report: ChainReport, *, subject: Callable[[], str],
     The subject is a callable so that it is translated inside the mail's language.
     """
     language = current_app.config["DEFAULT_LOCALE"]
+    names = school_names()  # the names the admin chose, as the consent mails use them
     context = {"name": user.name or user.email, "report": report,
                "verify_url": external_url("dpo.audit_verify"),
-               "school": current_app.config["SCHOOL_NAME"]}
+               "school": names.school_name}
     with force_locale(language):
         return Mail(
             to=user.email,
+            sender_name=names.sender_name,
             subject=subject(),
             text=render_template(f"{template}.txt", **context),
             html=render_template(f"{template}.html", **context),
@@ -96,9 +99,7 @@ def verify_and_alert() -> ChainReport:
                  for user in alert_recipients()]
     db.session.commit()
     for user_id, mail, action in mails:
-        fields = {"to": mail.to, "subject": mail.subject, "text": mail.text, "html": mail.html,
-                  "language": mail.language, "headers": dict(mail.headers)}
-        enqueue(send_mail, fields, action, "user", user_id)
+        enqueue(send_mail, queued_mail(mail), action, "user", user_id)
     return report
 
 
