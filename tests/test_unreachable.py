@@ -289,6 +289,9 @@ def test_the_request_page_lists_the_unreachable_and_prints_a_working_form(
 
     [opened] = events("consent_link:open")
     assert opened.details == {"recipient_id": noor.id, "printed": True}
+    # The proof of each decision says it came through the printed form's link, not an e-mail.
+    decided = events("consent:grant") + events("consent:refuse")
+    assert len(decided) == 2 and all(e.details["printed_link"] is True for e in decided)
     # Printing is audited with the recipients it exposed.
     [event] = events("consent_form:print")
     assert event.actor_type == "user" and event.actor_id == users["staff"].id

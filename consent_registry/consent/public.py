@@ -157,7 +157,8 @@ def answer_submit(token: str) -> tuple[str, int]:
             record_decision(person=found.person, channel=channel, decision=decision,
                             decider_kind=found.decider_kind, guardian_id=found.guardian_id,
                             method="email-link", actor=_actor_for(ref), language=_page_language(),
-                            recipient=found, client_hash=fingerprint)
+                            recipient=found, client_hash=fingerprint,
+                            printed_link=looks_like_paper_token(token))
     except ConsentError:
         db.session.rollback()
         return _dead_link("no_longer", 410)

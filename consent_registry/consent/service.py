@@ -157,8 +157,13 @@ def record_decision(
     scan_key: str | None = None,
     scan_type: str | None = None,
     at: datetime | None = None,
+    printed_link: bool = False,
 ) -> ConsentRecord:
-    """Append one decision after checking the channel and that the decider may decide; audited."""
+    """Append one decision after checking the channel and that the decider may decide; audited.
+
+    `printed_link`: answered through the link of a printed form rather than of an e-mail (the
+    method stays the link's; the audit event says which, as proof of how the decider was reached).
+    """
     moment = at or utcnow()
     if channel not in purposes():
         raise ConsentError("unknown_channel", _("Not a channel of this school."), field="channel")
@@ -189,6 +194,7 @@ def record_decision(
     record(ACTIONS[decision], actor=actor, subject_type="person", subject_id=person.id, details={
         "record_id": row.id, "channel": channel, "method": method, "decider": decider_kind,
         "guardian_id": guardian_id, "entered_by": entered_by, "possibly_scanner": scanner,
+        **({"printed_link": True} if printed_link else {}),
     })
     # A decision may end the consent for its purpose: references and posts go in this transaction.
     consent_may_have_ended(person, at=moment, purposes=frozenset({channel}))
