@@ -9,6 +9,8 @@ from flask import Blueprint, current_app, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
+from .consent.paper_links import canonical_paper_token, looks_like_paper_token
+
 # Storage comes from RATELIMIT_STORAGE_URI (see storage_uri): memory for one process, Redis when
 # scaled out. The address is request.remote_addr, which ProxyFix sets to the client's address
 # when TRUSTED_PROXIES says how many proxies to believe.
@@ -24,9 +26,14 @@ def storage_uri(config: dict[str, Any]) -> str:
 
 
 def link_key() -> str:
-    """The link a request is for: a digest of its signed token (short, and never stored as is)."""
-    token = (request.view_args or {}).get("token", "")
-    return "link:" + hashlib.sha256(str(token).encode()).hexdigest()[:32]
+    """The link a request is for: a digest of its signed token (short, and never stored as is).
+
+    A printed link can be typed in many spellings (case, dashes, O for 0): all count as one link.
+    """
+    token = str((request.view_args or {}).get("token", ""))
+    if looks_like_paper_token(token):
+        token = canonical_paper_token(token)
+    return "link:" + hashlib.sha256(token.encode()).hexdigest()[:32]
 
 
 def _without_link() -> bool:

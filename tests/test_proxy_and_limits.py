@@ -144,6 +144,22 @@ def test_one_link_is_limited_from_any_number_of_addresses(
     assert client.get("/c/other-link", environ_base={"REMOTE_ADDR": "192.0.2.200"}).status_code != 429
 
 
+def test_every_spelling_of_a_printed_link_counts_as_that_one_link(
+    built: list[Flask], database_url: str, tmp_path: Path
+) -> None:
+    """A printed link is read case-blind, without dashes, O as 0: typing it another way each time
+    gives no fresh budget."""
+    application = _app(built, database_url, tmp_path, RATELIMIT_ENABLED=True,
+                       PUBLIC_LINK_RATE_LIMIT="5 per minute")
+    client = application.test_client()
+    spellings = ["ABCD-0123-EFGH-1JKM-NPQR-STVW", "abcd0123efgh1jkmnpqrstvw",
+                 "ABCD-O123-EFGH-IJKM-NPQR-STVW", "abcd-0123-efgh-ljkm-npqr-stvw",
+                 "ABCD 0123 EFGH 1JKM NPQR STVW", "ABCDO123EFGHLJKMNPQRSTVW"]
+    statuses = [client.get(f"/c/{spelling}", environ_base={"REMOTE_ADDR": f"192.0.2.{i}"}
+                           ).status_code for i, spelling in enumerate(spellings)]
+    assert 429 not in statuses[:5] and statuses[5] == 429
+
+
 @pytest.fixture
 def redis_client() -> Iterator[redis.Redis]:
     """Redis database 13; the limit counters a test made there are removed afterwards."""

@@ -83,6 +83,12 @@ def paper_token(recipient_id: int, *, today: date) -> str:
     return "-".join(text[i:i + GROUP] for i in range(0, LENGTH, GROUP))
 
 
+def canonical_paper_token(token: str) -> str:
+    """The one spelling of a typed paper token: no dashes or spaces, upper case, O as 0, I/L as 1."""
+    text = token.replace("-", "").replace(" ", "").upper()
+    return text.translate(str.maketrans({"O": "0", "I": "1", "L": "1"}))
+
+
 def looks_like_paper_token(token: str) -> bool:
     """Whether a token is in the paper form (an e-mail's token has dots)."""
     return "." not in token
@@ -90,7 +96,7 @@ def looks_like_paper_token(token: str) -> bool:
 
 def recipient_id_from_paper(token: str, *, today: date, days: int) -> int:
     """The recipient a paper token was made for; PaperLinkError when altered or older than `days`."""
-    text = token.replace("-", "").replace(" ", "").upper()
+    text = canonical_paper_token(token)
     if len(text) != LENGTH:
         raise PaperLinkError(expired=False)
     raw = _decode(text)
