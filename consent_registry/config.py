@@ -311,6 +311,7 @@ def default_public_url(instance_path: Path, environ: dict[str, str] | os._Enviro
     url = served_url(environ)
     if url is not None:
         temporary = note.with_suffix(f".{os.getpid()}")
+        note.parent.mkdir(parents=True, exist_ok=True)  # keys from the environment make no folder
         temporary.write_text(url + "\n")
         temporary.replace(note)  # atomic: a reader sees the old address or the new one
         return url

@@ -104,3 +104,16 @@ def test_other_commands_of_the_instance_link_where_it_is_served(
     assert _answer_link(worker) == "http://127.0.0.1:5055/c/abc"
     elsewhere = create_app(environ=_environ(tmp_path / "other"))
     assert elsewhere.config["PUBLIC_URL"] == "http://127.0.0.1:5000"  # another instance's own
+
+
+def test_a_new_instance_folder_with_keys_from_the_environment_still_serves(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Both keys set in the environment write no key file; `flask run` on a new instance folder
+    still notes the address it serves for the instance's other processes."""
+    keys = {"CONSENT_REGISTRY_SECRET_KEY": "k" * 48, "CONSENT_REGISTRY_AUDIT_KEY": "a" * 48}
+    monkeypatch.setattr("flask.cli.run_simple", lambda *args, **kwargs: None)
+    cli = FlaskGroup(create_app=lambda: create_app(environ=_environ(tmp_path, **keys)))
+    result = CliRunner().invoke(cli, ["run", "--port", "5056"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "instance" / "served_url").read_text().strip() == "http://127.0.0.1:5056"

@@ -296,7 +296,7 @@ def test_the_request_page_lists_the_unreachable_and_prints_a_working_form(
     [event] = events("consent_form:print")
     assert event.actor_type == "user" and event.actor_id == users["staff"].id
     assert (event.subject_type, event.subject_id) == ("consent_request", str(request_.id))
-    assert event.details == {"recipient_ids": [noor.id]}
+    assert event.details == {"recipient_ids": [noor.id], "person_ids": [people["noor"].id]}
     # Once answered, a form for her is refused and she leaves the list.
     assert print_forms(staff, request_.id, noor.id).status_code == 409
     again = staff.get(f"/consent-requests/{request_.id}").get_data(as_text=True)

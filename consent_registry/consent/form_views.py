@@ -72,7 +72,9 @@ def print_forms(request_id: int) -> tuple[str, int, dict[str, str]]:
                                recipients=[]), 200, NOT_KEPT
     record("consent_form:print", actor=Actor("user", current_user.id),
            subject_type="consent_request", subject_id=request_.id,
-           details={"recipient_ids": [r.id for r in chosen]})
+           details={"recipient_ids": [r.id for r in chosen],
+                    # named as people too, so each printed live link shows in that person's file
+                    "person_ids": sorted({r.person_id for r in chosen})})
     db.session.commit()
     return render_template("consent/printable_forms.html", request_=request_, forms=forms,
                            recipients=chosen), 200, NOT_KEPT
