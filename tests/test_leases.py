@@ -353,3 +353,28 @@ def test_a_publish_run_that_lost_its_lease_changes_nothing(app: Flask, graph: An
     assert (publication.state, publication.lease_owner, publication.post_id) == (
         "publishing", again[1], None)
     assert graph.posts == {}  # nothing was sent by either run
+
+
+def test_a_run_whose_lease_went_to_another_stops_at_its_next_progress(
+    app: Flask, queued_photo: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stalled run that was swept and re-claimed stops working (LeaseLost) at its next progress
+    report instead of spending minutes on an item another run holds, and writes no progress."""
+    monkeypatch.setattr(analysis, "PROGRESS_EVERY", 0.0)
+    first = analysis._claim(queued_photo, utcnow())
+    assert first is not None
+    db.session.commit()
+    token = analysis._run_owner.set(first)
+    try:
+        report = analysis._progress_reporter(queued_photo)
+        report(40)  # still its own: written
+        assert _media(queued_photo).progress == 40
+        db.session.commit()
+        db.session.execute(sa.update(Media).where(Media.id == queued_photo)
+                           .values(lease_owner="a-newer-run"))  # swept and claimed again
+        db.session.commit()
+        with pytest.raises(analysis.LeaseLost):
+            report(80)
+    finally:
+        analysis._run_owner.reset(token)
+    assert _media(queued_photo).progress == 40

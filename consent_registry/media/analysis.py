@@ -36,6 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -59,6 +60,8 @@ from .sound import Loudness, duration_of, extract, has_sound, pcm_chunks, wav_by
 from .voices import SNIPPET_S, VoiceEngine, find_voices, make_voice_engine
 
 LOST_QUEUE = timedelta(minutes=10)
+# The lease owner of the analysis run in this context (none for `flask media listen`'s runs).
+_run_owner: ContextVar[str | None] = ContextVar("analysis_run_owner", default=None)
 CROP_PREFIX = "crops"
 PROGRESS_EVERY = 2.0  # seconds between progress commits of a video
 # Audible sound in which the detector found no speech, from this many seconds on, needs a human.
@@ -200,21 +203,31 @@ def analyse_photo(storage_key: str, match: Matcher | None = None) -> list[FoundF
             for face, suggestion in zip(faces, suggestions, strict=True)]
 
 
+class LeaseLost(RuntimeError):
+    """The run's lease went to another run (swept after a stall): it stops and keeps nothing."""
+
+
 def _progress_reporter(media_id: int, *, low: int = 0, high: int = 100) -> Callable[[int], None]:
     """A callback that writes progress now and then, each time in its own short transaction.
 
-    The percentage it is given is mapped onto low..high (a video's faces, then its sound).
+    The percentage it is given is mapped onto low..high (a video's faces, then its sound). Within
+    an analysis run the write needs the run's lease: once another run holds the item, this one
+    raises LeaseLost instead of working on (minutes of a worker) and overwriting its progress.
     """
     last = time.monotonic()
+    owner = _run_owner.get()
+    ours = [held_by(Media, owner)] if owner else []
 
     def report(percent: int) -> None:
         """Store the percentage if a little while has passed."""
         nonlocal last
         if time.monotonic() - last >= PROGRESS_EVERY:
             overall = low + (high - low) * max(0, min(100, percent)) // 100
-            db.session.execute(sa.update(Media).where(Media.id == media_id)
-                               .values(progress=max(0, min(99, overall))))
+            written = db.session.execute(sa.update(Media).where(Media.id == media_id, *ours)
+                                         .values(progress=max(0, min(99, overall)))).rowcount
             db.session.commit()
+            if ours and not written:
+                raise LeaseLost(f"media {media_id}: another run holds the item now")
             last = time.monotonic()
 
     return report
@@ -379,8 +392,12 @@ def analyse_media(media_id: int) -> None:
     owner = _claim(media_id, utcnow())
     if owner is None:
         return
-    with heartbeat(Media, media_id, owner, still=Media.status == "analysing"):
-        _analyse_claimed(media_id, owner)
+    token = _run_owner.set(owner)
+    try:
+        with heartbeat(Media, media_id, owner, still=Media.status == "analysing"):
+            _analyse_claimed(media_id, owner)
+    finally:
+        _run_owner.reset(token)
 
 
 def _analyse_claimed(media_id: int, owner: str) -> None:
