@@ -378,3 +378,26 @@ def test_a_run_whose_lease_went_to_another_stops_at_its_next_progress(
     finally:
         analysis._run_owner.reset(token)
     assert _media(queued_photo).progress == 40
+
+
+def test_an_analysis_whose_worker_keeps_dying_fails_for_a_person_after_three_restarts(
+    app: Flask, queued_photo: int
+) -> None:
+    """A file that kills its worker every time (memory) is not restarted forever: after
+    MAX_RESTARTS the item fails, with the reason, and stays blocked."""
+    start = utcnow()
+    for run in range(analysis.MAX_RESTARTS + 1):
+        moment = start + run * (LEASE + timedelta(minutes=1))
+        assert analysis._claim(queued_photo, moment) is not None  # a worker takes it, and dies
+        db.session.commit()
+        with time_machine.travel(moment + LEASE + timedelta(seconds=1), tick=False):
+            assert analysis.sweep_analyses(lost_jobs=False) == (
+                1 if run < analysis.MAX_RESTARTS else 0)
+        if run < analysis.MAX_RESTARTS:  # immediate mode ran it again: put it back as cut off
+            db.session.execute(sa.update(Media).where(Media.id == queued_photo).values(
+                status="queued", lease_owner=None, lease_expires_at=None))
+            db.session.commit()
+    media = _media(queued_photo)
+    assert media.status == "failed" and media.failure_reason.startswith("worker_lost:")
+    assert _count("media:analysis_restarted") == analysis.MAX_RESTARTS
+    assert _count("media:analysis_failed") == 1

@@ -46,7 +46,7 @@ import sqlalchemy as sa
 from flask import current_app
 from PIL import Image
 
-from ..audit import SYSTEM, record
+from ..audit import SYSTEM, AuditEvent, record
 from ..db import db, utcnow
 from ..jobs import crontab, enqueue, periodic_task, task
 from ..leases import claim, heartbeat, held_by, hold, lapsed, release_lapsed
@@ -60,6 +60,7 @@ from .sound import Loudness, duration_of, extract, has_sound, pcm_chunks, wav_by
 from .voices import SNIPPET_S, VoiceEngine, find_voices, make_voice_engine
 
 LOST_QUEUE = timedelta(minutes=10)
+MAX_RESTARTS = 3  # runs cut off by a dead worker before the item fails for a person to look at
 # The lease owner of the analysis run in this context (none for `flask media listen`'s runs).
 _run_owner: ContextVar[str | None] = ContextVar("analysis_run_owner", default=None)
 CROP_PREFIX = "crops"
@@ -502,17 +503,33 @@ def unheard_items() -> list[int]:
         Media.voices_analysed.is_(False)).order_by(Media.id)).scalars())
 
 
+def _restarts(media_id: int) -> int:
+    """How often the sweeper restarted this item's analysis after its worker died."""
+    return db.session.execute(sa.select(sa.func.count()).select_from(AuditEvent).where(
+        AuditEvent.action == "media:analysis_restarted", AuditEvent.subject_type == "media",
+        AuditEvent.subject_id == str(media_id))).scalar_one()
+
+
 def sweep_analyses(now: datetime | None = None, *, lost_jobs: bool = True) -> int:
     """Queue again what a dead worker (its lease lapsed) or, with lost_jobs, a lost job left
     behind; returns how many."""
     moment = now or utcnow()
     candidates = db.session.execute(sa.select(Media.id).where(
         Media.status == "analysing", lapsed(Media, moment))).scalars().all()
-    stale = [media_id for media_id in candidates
-             if release_lapsed(Media, media_id, where=Media.status == "analysing",
-                               values={"status": "queued"}, now=moment)]
-    for media_id in stale:
-        record("media:analysis_restarted", actor=SYSTEM, subject_type="media", subject_id=media_id)
+    stale = []
+    for media_id in candidates:
+        if _restarts(media_id) >= MAX_RESTARTS:
+            # Its worker died every time (e.g. killed for memory): stop, blocked, for a person.
+            reason = f"worker_lost: the analysis stopped {MAX_RESTARTS + 1} times without finishing"
+            if release_lapsed(Media, media_id, where=Media.status == "analysing",
+                              values={"status": "failed", "failure_reason": reason}, now=moment):
+                record("media:analysis_failed", actor=SYSTEM, subject_type="media",
+                       subject_id=media_id, details={"reason": reason})
+        elif release_lapsed(Media, media_id, where=Media.status == "analysing",
+                            values={"status": "queued"}, now=moment):
+            record("media:analysis_restarted", actor=SYSTEM, subject_type="media",
+                   subject_id=media_id)
+            stale.append(media_id)
     db.session.commit()
     waiting = db.session.execute(sa.select(Media.id).where(
         Media.status == "queued", Media.created_at < moment - LOST_QUEUE)).scalars().all() \
