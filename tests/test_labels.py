@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import io
+import pathlib
 import re
 import zipfile
 from datetime import UTC, date, datetime
@@ -20,6 +22,7 @@ from consent_registry.dpo.export import family_language
 from consent_registry.labels import (
     AUDIT_ACTIONS,
     AUDIT_GROUPS,
+    FIELD_LABELS,
     actor_label,
     audit_action_choices,
     field_value,
@@ -30,6 +33,7 @@ from consent_registry.labels import (
 from consent_registry.people.models import Person
 
 from api_helpers import api_caller
+from conftest import SHARED_DATA
 
 # A December moment (CET, UTC+1) and a June one (CEST, UTC+2).
 WINTER = datetime(2026, 12, 6, 13, 5, tzinfo=UTC)
@@ -103,6 +107,150 @@ def test_every_action_the_code_records_has_a_label() -> None:
     missing = sorted(a for a in written
                      if a.partition(":")[0] in AUDIT_GROUPS and a not in AUDIT_ACTIONS)
     assert not missing, f"audit actions without a label in labels.py: {missing}"
+
+
+
+def _subscript_key(target: ast.AST, name: str) -> str | None:
+    """The key of `name["key"]` as an assignment target."""
+    if (isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name)
+            and target.value.id == name and isinstance(target.slice, ast.Constant)):
+        return str(target.slice.value)
+    return None
+
+
+def _keys_of_name(name: str, scope: ast.AST, module: ast.Module, seen: set) -> set[str]:
+    """Keys a variable gets in its function: assigned dicts, `x["k"] =`, update(), callers' args."""
+    keys: set[str] = set()
+    for sub in ast.walk(scope):
+        if isinstance(sub, (ast.Assign, ast.AnnAssign)):
+            targets = sub.targets if isinstance(sub, ast.Assign) else [sub.target]
+            for target in targets:
+                if isinstance(target, ast.Name) and target.id == name and sub.value is not None:
+                    keys |= _keys_of(sub.value, scope, module, seen)
+                parts = target.elts if isinstance(target, ast.Tuple) else [target]
+                keys |= {k for k in (_subscript_key(t, name) for t in parts) if k}
+        if (isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute)
+                and sub.func.attr == "update" and isinstance(sub.func.value, ast.Name)
+                and sub.func.value.id == name):
+            keys |= {kw.arg for kw in sub.keywords if kw.arg}
+            for arg in sub.args:
+                keys |= _keys_of(arg, scope, module, seen)
+    if isinstance(scope, ast.FunctionDef):
+        positional = [a.arg for a in scope.args.args]
+        if name in positional or name in [a.arg for a in scope.args.kwonlyargs]:
+            for caller in ast.walk(module):  # a parameter: follow the module's calls of the function
+                if not isinstance(caller, ast.FunctionDef):
+                    continue
+                for call in ast.walk(caller):
+                    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
+                            and call.func.id == scope.name):
+                        continue
+                    arg = next((kw.value for kw in call.keywords if kw.arg == name), None)
+                    if arg is None and name in positional and positional.index(name) < len(call.args):
+                        arg = call.args[positional.index(name)]
+                    if arg is not None:
+                        keys |= _keys_of(arg, caller, module, seen)
+    return keys
+
+
+def _keys_of(node: ast.AST, scope: ast.AST, module: ast.Module, seen: set) -> set[str]:
+    """The string keys a details expression can hold."""
+    keys: set[str] = set()
+    if isinstance(node, ast.Dict):
+        for key, value in zip(node.keys, node.values, strict=True):
+            if key is None:  # {**other}
+                keys |= _keys_of(value, scope, module, seen)
+            elif isinstance(key, ast.Constant) and isinstance(key.value, str):
+                keys.add(key.value)
+    elif isinstance(node, ast.IfExp):
+        keys |= _keys_of(node.body, scope, module, seen) | _keys_of(node.orelse, scope, module, seen)
+    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict":
+        keys |= {kw.arg for kw in node.keywords if kw.arg}
+    elif isinstance(node, ast.Name) and (id(scope), node.id) not in seen:
+        seen.add((id(scope), node.id))
+        keys |= _keys_of_name(node.id, scope, module, seen)
+    return keys
+
+
+def _details_of(node: ast.AST) -> ast.AST | None:
+    """The details a record(...) call or an inserted event dict (migrations) writes."""
+    if isinstance(node, ast.Call):
+        name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+        if name == "record":
+            return next((kw.value for kw in node.keywords if kw.arg == "details"), None)
+    if isinstance(node, ast.Dict):
+        fields = {k.value: v for k, v in zip(node.keys, node.values, strict=True)
+                  if isinstance(k, ast.Constant)}
+        if "action" in fields and "details" in fields:
+            return fields["details"]
+    return None
+
+
+def _written_detail_keys(root: pathlib.Path) -> dict[str, set[str]]:
+    """Every key the code writes into audit event details, with where it is written."""
+    found: dict[str, set[str]] = {}
+    for source in sorted(root.rglob("*.py")):
+        module = ast.parse(source.read_text())
+        for function in ast.walk(module):
+            if not isinstance(function, ast.FunctionDef):
+                continue
+            for node in ast.walk(function):
+                details = _details_of(node)
+                if details is None:
+                    continue
+                for key in _keys_of(details, function, module, set()):
+                    found.setdefault(key, set()).add(f"{source.relative_to(root)}:{node.lineno}")
+    return found
+
+
+def test_every_details_key_the_code_writes_has_a_label() -> None:
+    """A details key without a label would show as a raw English key on the Dutch audit pages."""
+    root = pathlib.Path(__file__).resolve().parents[1] / "consent_registry"
+    written = _written_detail_keys(root)
+    assert {"recipient_ids", "printed_link", "previous_head", "reasons"} <= set(written)  # found
+    missing = sorted(f"{key} ({sorted(written[key])[0]})" for key in written
+                     if key not in FIELD_LABELS)
+    assert not missing, f"audit details keys without a label in labels.py FIELD_LABELS: {missing}"
+
+
+def test_revoke_and_gate_reasons_are_shown_translated(app: Flask, logged_in, users: dict) -> None:
+    """token:revoke's reason and gate:blocked's list of reasons read as words, not codes."""
+    actor = Actor("user", users["admin"].id)
+    record("token:revoke", actor=actor, subject_type="user", subject_id=users["staff"].id,
+           details={"token_id": 1, "reason": "password_reset"})
+    record("gate:blocked", actor=actor, subject_type="media", subject_id=1,
+           details={"channel": "website", "reasons": ["not_attested", "withdrawn"], "blockers": 2})
+    db.session.commit()
+    text = _visible(logged_in("dpo").get("/dpo/audit").get_data(as_text=True))
+    for raw in ("password_reset", "not_attested", "reasons", "token_id"):
+        assert raw not in text, raw
+    assert "het wachtwoord is opnieuw ingesteld" in text
+    assert "toestemming ingetrokken" in text and "redenen" in text
+    with app.test_request_context(), force_locale("en"):
+        assert field_value("reasons", ["withdrawn"]) == ["consent withdrawn"]
+        assert field_value("reason", "deactivated") == "the account was deactivated"
+
+
+def test_a_failure_that_is_no_known_damage_is_not_shown_raw(
+        app: Flask, tokens: dict[str, str], logged_in, monkeypatch) -> None:
+    """An exception's text stays in the audit log; the media page gives a translated sentence."""
+    from consent_registry.media.models import Media
+    from consent_registry.media.views import failure_label
+
+    monkeypatch.setattr("consent_registry.api.media.start_analysis", lambda media_id: None)
+    api = api_caller(app, tokens, "communications")
+    photo = SHARED_DATA / "groups" / "g01.jpg"
+    media_id = api("POST", "/media", data={"file": (io.BytesIO(photo.read_bytes()), "g.jpg")},
+                   content_type="multipart/form-data").get_json()["id"]
+    media = db.session.get(Media, media_id)
+    media.status, media.failure_reason = "failed", "ValueError: boom"
+    db.session.commit()
+    page = _visible(logged_in("communications").get(f"/media/{media_id}").get_data(as_text=True))
+    assert "ValueError" not in page and "boom" not in page
+    assert ("The analysis stopped with an error" in page
+            or "De analyse is gestopt met een fout" in page)
+    with app.test_request_context(), force_locale("en"):  # a known code keeps its sentence
+        assert failure_label("sound_tracks: 2 tracks").startswith("The file has more than one")
 
 
 def test_the_dpo_pages_show_labels_names_and_local_times_in_dutch(

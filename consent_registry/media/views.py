@@ -84,6 +84,9 @@ FAILURE_LABELS = {
     "photo_incomplete": lazy_gettext("The photo holds less picture than it claims: upload the "
                                      "original."),
 }
+# Any other failure (an exception's text) stays in the audit log: a reader gets this sentence.
+UNKNOWN_FAILURE = lazy_gettext("The analysis stopped with an error; the details are in the audit "
+                               "log.")
 
 
 def failure_label(reason: str | None) -> str:
@@ -93,7 +96,7 @@ def failure_label(reason: str | None) -> str:
     code, _sep, detail = reason.partition(": ")
     if code in FAILURE_LABELS:
         return f"{FAILURE_LABELS[code]} ({detail})" if detail else str(FAILURE_LABELS[code])
-    return reason
+    return str(UNKNOWN_FAILURE)
 
 
 @bp.context_processor
