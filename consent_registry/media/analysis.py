@@ -520,7 +520,7 @@ def sweep_analyses(now: datetime | None = None, *, lost_jobs: bool = True) -> in
     for media_id in candidates:
         if _restarts(media_id) >= MAX_RESTARTS:
             # Its worker died every time (e.g. killed for memory): stop, blocked, for a person.
-            reason = f"worker_lost: the analysis stopped {MAX_RESTARTS + 1} times without finishing"
+            reason = "worker_lost"  # its sentence on the media page (media/views.FAILURE_LABELS)
             if release_lapsed(Media, media_id, where=Media.status == "analysing",
                               values={"status": "failed", "failure_reason": reason}, now=moment):
                 record("media:analysis_failed", actor=SYSTEM, subject_type="media",

@@ -81,6 +81,9 @@ FAILURE_LABELS = {
                                    "at: upload an undamaged copy."),
     "frames_incomplete": lazy_gettext("Part of the video is missing or could not be decoded: "
                                       "upload a complete copy."),
+    "worker_lost": lazy_gettext("The analysis stopped several times without finishing (its worker "
+                                "was ended, perhaps for lack of memory): look at the file, or upload "
+                                "a smaller copy."),
     "photo_incomplete": lazy_gettext("The photo holds less picture than it claims: upload the "
                                      "original."),
 }
